@@ -1,0 +1,191 @@
+"""Default configuration shared by every file in `configs/`.
+
+`ml_collections` loads a config file by path and does not put `configs/` on the import path,
+so the defaults live here and each `configs/<name>.py` changes only what differs:
+
+    from cgmvae_jax import config_lib
+
+    def get_config():
+        config = config_lib.base_config()
+        config.dataset = "yeast"
+        return config
+
+All fields are top-level (flat) so that every override is `--config.NAME=value`.
+"""
+
+import os
+
+import ml_collections
+
+
+def default_data_dir() -> str:
+    """`$CGMVAE_DATA` when set, else `./data`."""
+    return os.environ.get("CGMVAE_DATA", "./data")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Returns the defaults: the official C-GMVAE script's settings with the paper's 100 epochs."""
+    c = ml_collections.ConfigDict()
+
+    # Data.
+    c.dataset = "synthetic"  # a name looked up in data_dir, a path, or "synthetic"
+    c.data_dir = default_data_dir()
+    c.data_format = "auto"  # auto | npz | mpvae | arff | libsvm
+    c.meta_offset = 0  # MPVAE .npy layout: leading non-label columns per row
+    c.num_labels_arff = 0  # Mulan ARFF without XML: number of label attributes (0 = use XML)
+    c.fetch = False  # download the data set into the cache when it is not found locally
+    c.train_fraction = 1.0  # paper Table 5: fraction of the training split used
+    c.val_fraction = 0.1  # random split: validation share (also carved from train when needed)
+    c.test_fraction = 0.1  # random split: test share (when the data has no predefined split)
+    c.standardize = True  # z-score features with training-split statistics
+    # Synthetic data (dataset == "synthetic").
+    c.synthetic_examples = 2000
+    c.synthetic_features = 64
+    c.synthetic_labels = 12
+
+    # Model.
+    c.model = "cgmvae"  # cgmvae | mlp
+    c.latent_dim = 64
+    c.embedding_dim = 512  # E
+    c.feature_hidden = (256, 512, 256)
+    c.label_hidden = (512, 256)
+    c.decoder_hidden = (512,)
+    c.dropout_rate = 0.5
+    c.init = "torch"  # torch: PyTorch nn.Linear uniform init (official logit scale) | flax
+    c.prior = "mixture"  # mixture | unimodal (MPVAE-style ablation)
+    c.kl_direction = "label_to_feature"  # unimodal prior only: label_to_feature | feature_to_label
+    c.log_var_limit = 30.0  # soft clamp of log-variance heads: limit * tanh(v / limit)
+
+    # Objective.
+    c.bce_weight = 0.5  # paper beta
+    c.kl_weight = 6.0  # hard-coded 6.0 in the official code
+    c.contrastive_weight = 1.0  # paper alpha
+    c.temperature = 1.0
+    c.loss = "bce"  # model == "mlp": bce | asl | asl+kmcl | bce+clml | asl+clml
+
+    # Optimisation.
+    c.seed = 1
+    c.num_seeds = 1  # >1 trains that many independently initialised models in one program
+    c.batch_size = 128
+    c.num_epochs = 100
+    c.learning_rate = 2e-3
+    c.eta_min = 2e-4
+    c.restart_period = 50  # cosine warm restarts: T0 in epochs
+    c.restart_mult = 2  # T_mult
+    c.weight_decay = 1e-5  # coupled L2, as torch Adam(weight_decay=...)
+    c.steps_per_call = 0  # train steps per compiled call; 0 = the whole epoch
+    c.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
+    c.skip_nonfinite = False  # skip updates with a non-finite loss instead of stopping
+    c.device_data_limit_mb = 1024.0  # train split above this streams from host memory
+
+    # Evaluation.
+    c.threshold = 0.5  # the `fixed` protocol threshold
+    c.eval_batch_size = 1024
+
+    # Runtime.
+    c.num_devices = 0  # data-parallel devices; 0 = all visible devices, 1 = no mesh
+    c.keep_checkpoints = 2  # latest checkpoints kept (the best one is kept apart)
+    c.allow_config_change = False  # resume a workdir whose config differs
+    c.progress = True  # tqdm progress bar per epoch
+    return c
+
+
+_CHOICES = {
+    "model": ("cgmvae", "mlp"),
+    "prior": ("mixture", "unimodal"),
+    "kl_direction": ("label_to_feature", "feature_to_label"),
+    "init": ("torch", "flax"),
+    "dtype": ("float32", "bfloat16"),
+    "loss": ("bce", "asl", "asl+kmcl", "bce+clml", "asl+clml"),
+    "data_format": ("auto", "npz", "mpvae", "arff", "libsvm"),
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks field values up front; raises ValueError with a one-line fix per problem."""
+    problems = []
+
+    def bad(field, msg):
+        problems.append(f"--config.{field}={config.get(field)!r}: {msg}")
+
+    for field, choices in _CHOICES.items():
+        if field in config and config[field] not in choices:
+            bad(field, f"must be one of {', '.join(choices)}")
+    for field in (
+        "batch_size",
+        "num_epochs",
+        "latent_dim",
+        "embedding_dim",
+        "restart_period",
+        "restart_mult",
+        "num_seeds",
+        "eval_batch_size",
+        "keep_checkpoints",
+        "synthetic_examples",
+        "synthetic_features",
+        "synthetic_labels",
+    ):
+        if int(config[field]) <= 0:
+            bad(field, "must be a positive integer")
+    for field in ("feature_hidden", "label_hidden", "decoder_hidden"):
+        if any(int(h) <= 0 for h in config[field]):
+            bad(field, "every hidden size must be positive")
+    for field in ("train_fraction",):
+        if not 0.0 < float(config[field]) <= 1.0:
+            bad(field, "must be in (0, 1]")
+    for field in ("val_fraction", "test_fraction"):
+        if not 0.0 < float(config[field]) < 1.0:
+            bad(field, "must be in (0, 1)")
+    if float(config.val_fraction) + float(config.test_fraction) >= 1.0:
+        bad("val_fraction", "val_fraction + test_fraction must leave rows for training")
+    if float(config.temperature) <= 0:
+        bad("temperature", "must be > 0")
+    if float(config.learning_rate) <= 0:
+        bad("learning_rate", "must be > 0")
+    if float(config.eta_min) < 0 or float(config.eta_min) > float(config.learning_rate):
+        bad("eta_min", "must be in [0, learning_rate]")
+    if float(config.weight_decay) < 0:
+        bad("weight_decay", "must be >= 0")
+    if not 0.0 <= float(config.dropout_rate) < 1.0:
+        bad("dropout_rate", "must be in [0, 1)")
+    for field in ("bce_weight", "kl_weight", "contrastive_weight"):
+        if float(config[field]) < 0:
+            bad(field, "loss weights must be >= 0")
+    if not 0.0 < float(config.threshold) < 1.0:
+        bad("threshold", "must be in (0, 1)")
+    if int(config.steps_per_call) < 0:
+        bad("steps_per_call", "must be >= 0 (0 = the whole epoch per call)")
+    if int(config.num_devices) < 0:
+        bad("num_devices", "must be >= 0 (0 = all visible devices)")
+    if float(config.device_data_limit_mb) < 0:
+        bad("device_data_limit_mb", "must be >= 0")
+    if problems:
+        raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def validate_against_data(config: ml_collections.ConfigDict, splits) -> None:
+    """Checks the fields that depend on the loaded data (e.g. batch size vs training rows)."""
+    n = int(splits.train_x.shape[0])
+    if int(config.batch_size) > n:
+        raise ValueError(
+            f"--config.batch_size={config.batch_size} is larger than the training split "
+            f"({n} rows after train_fraction={config.train_fraction}); use "
+            f"--config.batch_size={max(1, n // 4)} or less."
+        )
+    for name in ("val", "test"):
+        if getattr(splits, f"{name}_x").shape[0] == 0:
+            raise ValueError(f"The {name} split of {config.dataset} is empty.")
+
+
+def load_json_config(path: str) -> ml_collections.ConfigDict:
+    """Reads a run's `config.json` back into a ConfigDict on top of the current defaults."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    config = base_config()
+    for key, value in values.items():
+        if key in config:
+            default = config[key]
+            config[key] = tuple(value) if isinstance(default, tuple) else value
+    return config

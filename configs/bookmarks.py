@@ -1,0 +1,24 @@
+r"""C-GMVAE on bookmarks (Mulan; not shipped, see README 'Data').
+
+Hyper-parameters: paper Table 7; decoder [512, 512, 512] in the paper's notation;
+schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
+the paper's 100 epochs.
+
+  python launch/train.py --config=configs/bookmarks.py --workdir=runs/bookmarks
+"""
+
+from cgmvae_jax import config_lib
+
+
+def get_config():
+    """Returns the bookmarks configuration."""
+    config = config_lib.base_config()
+    config.dataset = "bookmarks"
+    config.learning_rate = 0.002
+    config.contrastive_weight = 1.0  # paper alpha
+    config.bce_weight = 1.0  # paper beta
+    config.embedding_dim = 2048
+    config.dropout_rate = 0.5
+    config.batch_size = 128
+    config.decoder_hidden = (512, 512)
+    return config

@@ -1,0 +1,23 @@
+r"""C-GMVAE on medical (Mulan).
+
+Hyper-parameters: not in the paper: the yeast settings;
+schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
+the paper's 100 epochs.
+
+  python launch/train.py --config=configs/medical.py --workdir=runs/medical
+"""
+
+from cgmvae_jax import config_lib
+
+
+def get_config():
+    """Returns the medical configuration."""
+    config = config_lib.base_config()
+    config.dataset = "medical"
+    config.learning_rate = 0.002
+    config.contrastive_weight = 1.0  # paper alpha
+    config.bce_weight = 0.5  # paper beta
+    config.embedding_dim = 512
+    config.dropout_rate = 0.5
+    config.batch_size = 128
+    return config

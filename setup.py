@@ -1,0 +1,40 @@
+"""Installs cgmvae_jax: C-GMVAE in JAX/Flax and a library of multi-label losses."""
+
+import setuptools
+
+setuptools.setup(
+    name="cgmvae_jax",
+    version="0.1.0",
+    description=(
+        "C-GMVAE (Gaussian mixture VAE with contrastive learning for multi-label "
+        "classification) in JAX/Flax, with reusable multi-label losses and metrics."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["cgmvae_jax", "cgmvae_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "chex>=0.1.87",
+        "numpy>=1.24",
+        "orbax-checkpoint>=0.11",
+        "absl-py>=2.0",
+        "ml-collections>=0.1.1",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-xdist>=3",
+            "scikit-learn>=1.2",
+            "liac-arff>=2.5",
+            "ruff>=0.6",
+        ],
+        "arff": ["liac-arff>=2.5"],
+        "bench": ["torch>=2.1,<2.15"],
+        "plot": ["matplotlib>=3.7", "scipy>=1.10"],
+    },
+    license="Apache-2.0",
+)

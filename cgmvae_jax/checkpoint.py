@@ -12,12 +12,23 @@ checkpoint, with a warning, when the newest one cannot be read.
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+
+class _QuietOrbax(std_logging.Filter):
+    """Drops Orbax's INFO records (several per save) from the absl log; warnings still show."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
+logging.get_absl_logger().addFilter(_QuietOrbax())
 
 
 def _abstract(tree: Any) -> Any:

@@ -164,7 +164,10 @@ def cgmvae_loss(
 
 
 def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
-    """The objective of `config.model` as `loss_fn(outputs, labels, weights) -> (loss, terms)`.
+    """The objective of `config.model` as `loss_fn(outputs, labels, weights, *, epoch)`.
+
+    `loss_fn` returns `(loss, terms)`; `epoch` is the current epoch as a traced int32 scalar, for
+    objectives that change during training (CLML's label correction starts at an epoch).
 
     For "cgmvae" it is `cgmvae_loss` with bce_weight, kl_weight, contrastive_weight,
     temperature, prior and kl_direction taken from `config`.
@@ -191,7 +194,8 @@ def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
         kl_direction=str(config.kl_direction),
     )
 
-    def loss_fn(outputs, labels, weights):
+    def loss_fn(outputs, labels, weights, *, epoch=None):
+        del epoch  # the C-GMVAE objective does not change over epochs
         return cgmvae_loss(outputs, labels, weights, **settings)
 
     return loss_fn

@@ -1,0 +1,306 @@
+"""Tests of the training system: schedule, optimizer, steps, epoch loop, outputs and resume."""
+
+import importlib.util
+import json
+import math
+import os
+import tempfile
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+from cgmvae_jax import config_lib, train
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_METRIC_KEYS = {
+    "hamming_accuracy",
+    "example_f1",
+    "micro_f1",
+    "macro_f1",
+    "subset_accuracy",
+    "precision_at_1",
+    "precision_at_3",
+    "precision_at_5",
+}
+
+
+def smoke_config(**overrides):
+    spec = importlib.util.spec_from_file_location("smoke", os.path.join(_REPO, "configs/smoke.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for k, v in overrides.items():
+        config[k] = v
+    return config
+
+
+def params_of(workdir, config):
+    trainer = train.Trainer(
+        config, config.synthetic_features, config.synthetic_labels, _num_train(config)
+    )
+    from cgmvae_jax import checkpoint
+
+    template = trainer.init_state()
+    with checkpoint.Checkpointer(workdir) as ckpt:
+        state, best, progress = ckpt.restore_latest(template, template.params)
+    return state, best, progress
+
+
+def _num_train(config):
+    from cgmvae_jax import data
+
+    _, splits = data.load_from_config(config)
+    return splits.train_x.shape[0]
+
+
+class ScheduleTest(parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("start", 0, 2e-3),
+        ("quarter", 25, 2e-4 + (2e-3 - 2e-4) * (1 + math.cos(math.pi * 25 / 50)) / 2),
+        ("restart", 50, 2e-3),
+        ("second_cycle_mid", 100, 2e-4 + (2e-3 - 2e-4) / 2),
+        ("third_cycle", 150, 2e-3),
+    )
+    def test_warm_restarts(self, epoch, expected):
+        config = config_lib.base_config()
+        config.num_epochs = 200
+        lrs = train.learning_rates(config)
+        self.assertAlmostEqual(lrs[epoch], expected, places=12)
+
+    def test_constant_period_without_growth(self):
+        config = config_lib.base_config()
+        config.num_epochs, config.restart_period, config.restart_mult = 10, 3, 1
+        lrs = train.learning_rates(config)
+        np.testing.assert_allclose(lrs[[0, 3, 6, 9]], config.learning_rate)
+        np.testing.assert_allclose(lrs[1], lrs[4])
+
+    def test_optimizer_is_coupled_l2_adam(self):
+        config = config_lib.base_config()
+        config.weight_decay = 0.1
+        tx = train.make_optimizer(config, steps_per_epoch=3)
+        params = {"w": jnp.array([1.0, -2.0])}
+        grads = {"w": jnp.array([0.5, 0.25])}
+        updates, _ = tx.update(grads, tx.init(params), params)
+        # Coupled L2: Adam sees g + wd * p; first Adam step is lr * sign-like m/sqrt(v).
+        g = np.array([0.5, 0.25]) + 0.1 * np.array([1.0, -2.0])
+        expected = -config.learning_rate * g / (np.abs(g) + 1e-8)
+        np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+
+
+class StepTest(parameterized.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.config = smoke_config()
+        self.trainer = train.Trainer(self.config, 16, 6, 64)
+
+    def _batch(self, empty_rows=0):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(32, 16)).astype(np.float32)
+        y = (rng.random((32, 6)) < 0.3).astype(np.uint8)
+        y[:, 0] = 1
+        y[:empty_rows] = 0
+        return jnp.asarray(x), jnp.asarray(y), jnp.ones((32,), jnp.float32)
+
+    @parameterized.named_parameters(("labelled", 0), ("some_rows_without_labels", 5))
+    def test_one_step_changes_params_and_is_finite(self, empty_rows):
+        state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
+        x, y, w = self._batch(empty_rows)
+        key = jax.random.key(0)
+        step = jax.jit(lambda s: train.train_step(s, x, y, w, key, loss_fn=self.trainer.loss_fn))
+        new_state, m = step(state)
+        self.assertEqual(int(new_state.step), 1)
+        for name, value in m.items():
+            self.assertTrue(np.isfinite(np.asarray(value)).all(), name)
+        self.assertTrue(bool(m["finite"]))
+        diffs = jax.tree.leaves(
+            jax.tree.map(
+                lambda a, b: float(jnp.max(jnp.abs(a - b))), new_state.params, state.params
+            )
+        )
+        self.assertGreater(max(diffs), 0.0)
+        chex.assert_tree_all_finite(new_state.params)
+
+    def test_nonfinite_update_is_not_applied(self):
+        state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
+        x, y, w = self._batch()
+
+        def nan_loss(outputs, labels, weights, epoch=None):
+            loss, terms = self.trainer.loss_fn(outputs, labels, weights, epoch=epoch)
+            return loss * jnp.nan, terms
+
+        new_state, m = train.train_step(state, x, y, w, jax.random.key(0), loss_fn=nan_loss)
+        self.assertFalse(bool(m["finite"]))
+        chex.assert_trees_all_equal(new_state.params, state.params)
+        chex.assert_trees_all_equal(new_state.opt_state, state.opt_state)
+
+    def test_epoch_indices_cover_each_row_once(self):
+        idx, w = train.epoch_indices(jax.random.key(3), 2, num_examples=70, batch_size=32)
+        self.assertEqual(idx.shape, (3, 32))
+        real = np.asarray(idx)[np.asarray(w) > 0]
+        np.testing.assert_array_equal(np.sort(real), np.arange(70))
+        self.assertEqual(float(w.sum()), 70.0)
+        other, _ = train.epoch_indices(jax.random.key(3), 3, num_examples=70, batch_size=32)
+        self.assertFalse(np.array_equal(np.asarray(idx), np.asarray(other)))
+
+    def test_padding_rows_do_not_change_the_update(self):
+        state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
+        x, y, w = self._batch()
+        key = jax.random.key(1)
+        # The same 24 real rows, with and without 8 padding rows of garbage.
+        x_pad = x.at[24:].set(100.0)
+        w_pad = w.at[24:].set(0.0)
+
+        def loss_only(xx, yy, ww):
+            outputs = state.apply_fn(
+                {"params": state.params}, xx, yy.astype(jnp.float32), train=False
+            )
+            return self.trainer.loss_fn(outputs, yy.astype(jnp.float32), ww)[0]
+
+        full = loss_only(x[:24], y[:24], w[:24])
+        padded = loss_only(x_pad, y, w_pad)
+        # Evaluation mode still draws the KL sample from the mean: deterministic, comparable.
+        np.testing.assert_allclose(full, padded, rtol=1e-5)
+        del key
+
+
+class TrainAndEvaluateTest(parameterized.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = tempfile.mkdtemp()
+        cls.config = smoke_config()
+        cls.workdir = os.path.join(cls.root, "full")
+        cls.results = train.train_and_evaluate(cls.config, cls.workdir)
+
+    def test_results_json_has_the_contract_keys(self):
+        with open(os.path.join(self.workdir, "results.json")) as f:
+            results = json.load(f)
+        for key in (
+            "dataset",
+            "config",
+            "best_epoch",
+            "val",
+            "test",
+            "train_seconds",
+            "steps_per_sec",
+        ):
+            self.assertIn(key, results)
+        self.assertEqual(results["dataset"], "synthetic")
+        for split in ("val", "test"):
+            self.assertEqual(set(results[split]), {"fixed", "val_tuned", "official"})
+            for protocol in results[split].values():
+                self.assertTrue(_METRIC_KEYS <= set(protocol))
+                for v in protocol.values():
+                    self.assertTrue(0.0 <= v <= 1.0)
+        self.assertIn(results["best_epoch"], range(self.config.num_epochs))
+        self.assertGreater(results["steps_per_sec"], 0.0)
+        # The optimistic protocol is never below the fixed threshold on the same split.
+        for metric in ("example_f1", "micro_f1", "macro_f1"):
+            self.assertGreaterEqual(
+                results["test"]["official"][metric] + 1e-9, results["test"]["fixed"][metric]
+            )
+
+    def test_metrics_jsonl_has_one_line_per_epoch(self):
+        with open(os.path.join(self.workdir, "metrics.jsonl")) as f:
+            lines = [json.loads(line) for line in f]
+        self.assertEqual([r["epoch"] for r in lines], list(range(self.config.num_epochs)))
+        for r in lines:
+            for key in ("step", "lr", "train_loss", "val_macro_f1", "samples_per_sec"):
+                self.assertIn(key, r)
+                self.assertTrue(np.isfinite(r[key]), key)
+        with open(os.path.join(self.workdir, "config.json")) as f:
+            self.assertEqual(json.load(f)["dataset"], "synthetic")
+
+    def test_second_run_on_finished_workdir_returns_same_results(self):
+        again = train.train_and_evaluate(self.config, self.workdir)
+        self.assertEqual(again["test"], self.results["test"])
+
+    def test_resume_equals_uninterrupted(self):
+        workdir = os.path.join(self.root, "resumed")
+        first = smoke_config(num_epochs=1)
+        train.train_and_evaluate(first, workdir)
+        train.train_and_evaluate(self.config, workdir)  # continues with epochs 1 and 2
+        full_state, full_best, _ = params_of(self.workdir, self.config)
+        resumed_state, resumed_best, progress = params_of(workdir, self.config)
+        self.assertEqual(progress["epoch"], self.config.num_epochs - 1)
+        chex.assert_trees_all_close(resumed_state.params, full_state.params, atol=0, rtol=0)
+        chex.assert_trees_all_close(resumed_best, full_best, atol=0, rtol=0)
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            self.assertEqual([json.loads(x)["epoch"] for x in f], [0, 1, 2])
+
+    def test_no_retrace_across_epochs(self):
+        config = smoke_config(num_epochs=3)
+        trainer = train.Trainer(config, 16, 6, 96)
+        state = trainer.init_state()
+        data_x = jnp.zeros((96, 16))
+        data_y = jnp.ones((96, 6), jnp.uint8)
+        for epoch in range(3):
+            idx, w = trainer.epoch_batches(epoch)
+            state, _ = trainer.run_steps(state, data_x, data_y, idx, w)
+        self.assertEqual(trainer._steps_gather._cache_size(), 1)
+        self.assertEqual(trainer._epoch_indices._cache_size(), 1)
+
+    def test_incompatible_workdir_is_refused(self):
+        other = smoke_config(embedding_dim=16)
+        with self.assertRaisesRegex(ValueError, "embedding_dim"):
+            train.train_and_evaluate(other, self.workdir)
+
+    def test_streaming_equals_on_device(self):
+        workdir = os.path.join(self.root, "streamed")
+        config = smoke_config(device_data_limit_mb=0.0, steps_per_call=3)
+        train.train_and_evaluate(config, workdir)
+        on_device = os.path.join(self.root, "chunked")
+        train.train_and_evaluate(smoke_config(steps_per_call=3), on_device)
+        streamed, _, _ = params_of(workdir, config)
+        reference, _, _ = params_of(on_device, config)
+        chex.assert_trees_all_close(streamed.params, reference.params, atol=1e-6, rtol=1e-6)
+
+
+class SeedsTest(absltest.TestCase):
+    def test_vmapped_seeds_equal_single_runs(self):
+        # Seed i of a num_seeds run is the single run with seed + i: same init, same batches,
+        # same updates (to float tolerance; over many Adam steps rounding differences grow, so
+        # the comparison covers the first steps).
+        both_config = smoke_config(num_seeds=2)
+        both = train.Trainer(both_config, 16, 6, 96)
+        rng = np.random.default_rng(0)
+        x = jnp.asarray(rng.normal(size=(96, 16)).astype(np.float32))
+        y = jnp.asarray((rng.random((96, 6)) < 0.4).astype(np.uint8))
+        state = both.init_state()
+        idx, w = both.epoch_batches(0)
+        state, metrics = both.run_steps(state, x, y, idx[:, :2], w[:, :2])
+        for i in range(2):
+            single = train.Trainer(smoke_config(seed=both_config.seed + i), 16, 6, 96)
+            s_state = single.init_state()
+            s_idx, s_w = single.epoch_batches(0)
+            np.testing.assert_array_equal(s_idx[0], idx[i])
+            s_state, s_metrics = single.run_steps(s_state, x, y, s_idx[:, :2], s_w[:, :2])
+            np.testing.assert_allclose(s_metrics["loss"][0], metrics["loss"][i], rtol=1e-5)
+            chex.assert_trees_all_close(
+                jax.tree.map(lambda a, i=i: a[i], state.params),
+                jax.tree.map(lambda a: a[0], s_state.params),
+                atol=1e-5,
+                rtol=1e-5,
+            )
+
+    def test_num_seeds_results_have_per_seed_rows_and_ensemble(self):
+        results = train.train_and_evaluate(
+            smoke_config(num_epochs=2, num_seeds=2), tempfile.mkdtemp()
+        )
+        self.assertEqual(len(results["per_seed"]), 2)
+        self.assertEqual(results["seeds"], [1, 2])
+        for split in ("val", "test"):
+            for protocol in ("fixed", "val_tuned", "official"):
+                values = [p[split][protocol]["macro_f1"] for p in results["per_seed"]]
+                self.assertAlmostEqual(results[split][protocol]["macro_f1"], np.mean(values))
+                self.assertAlmostEqual(
+                    results[f"{split}_std"][protocol]["macro_f1"], np.std(values)
+                )
+        self.assertTrue(_METRIC_KEYS <= set(results["ensemble"]["test"]["fixed"]))
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -1,0 +1,321 @@
+"""Tests of launch/reproduce.py (grids, rows, Markdown, plot) and benchmarks/baselines.py (BR)."""
+
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+from absl.testing import absltest, parameterized
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
+
+from benchmarks import baselines  # noqa: E402
+from cgmvae_jax import data, metrics  # noqa: E402
+
+
+def _load_reproduce():
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", os.path.join(_REPO, "launch", "reproduce.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce = _load_reproduce()
+
+_HAS_MPL = importlib.util.find_spec("matplotlib") is not None
+_HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
+_HAS_TRAINER = importlib.util.find_spec("cgmvae_jax.objective") is not None
+_ROW_KEYS = {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds", "split"}
+
+
+def _metric_block(value):
+    return {
+        p: {m: value + 0.01 * i for i, m in enumerate(metrics.METRIC_NAMES)}
+        for p in metrics.PROTOCOLS
+    }
+
+
+def _fake_results(values, split="predefined train/test; train 1350 / val 150 / test 917", **cfg):
+    """A results.json of a run whose seeds score `values` (+0.01 per metric index)."""
+    results = {
+        "dataset": "fake",
+        "config": {"num_epochs": 100, "num_seeds": len(values), **cfg},
+        "best_epoch": 3,
+        "val": _metric_block(values[0]),
+        "test": _metric_block(values[0]),
+        "split": split,
+    }
+    if len(values) > 1:
+        results["per_seed"] = [{"val": _metric_block(v), "test": _metric_block(v)} for v in values]
+        results["test"] = _metric_block(float(np.mean(values)))
+    return results
+
+
+def _write_cell(workdir, dataset, variant, fraction, results, seeds=3, num_epochs=None):
+    cell = reproduce.Cell(dataset, variant, fraction)
+    config = reproduce.cell_config(cell, seeds=seeds, num_epochs=num_epochs)
+    path = reproduce.cell_workdir(workdir, cell, config)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    return path
+
+
+class GridTest(parameterized.TestCase):
+    def test_variant_names(self):
+        self.assertEqual(reproduce.variant_name("cgmvae", 0.1), "cgmvae@0.1")
+        self.assertEqual(reproduce.variant_name("br", 0.5), "br@0.5")
+        self.assertEqual(reproduce.variant_name("unimodal", 1.0), "unimodal")
+        self.assertEqual(reproduce.parse_variant("unimodal@0.5"), ("unimodal", 0.5))
+        self.assertEqual(reproduce.parse_variant("br"), ("br", 1.0))
+
+    def test_grids(self):
+        main = reproduce.grid_cells(reproduce.GRIDS["main"])
+        self.assertLen(main, 18)
+        self.assertEqual({c.variant for c in main}, {"cgmvae", "br"})
+        fraction = reproduce.grid_cells(reproduce.GRIDS["fraction"])
+        self.assertEqual(
+            sorted({c.name for c in fraction}),
+            sorted(f"{v}{s}" for v in ("cgmvae", "unimodal", "br") for s in ("@0.1", "@0.5", "")),
+        )
+        subset = reproduce.grid_cells(reproduce.GRIDS["ablation"], ["sider"])
+        self.assertEqual({c.dataset for c in subset}, {"sider"})
+        self.assertLen(subset, 4)
+        with self.assertRaisesRegex(ValueError, "nus_vec"):
+            reproduce.grid_cells(reproduce.GRIDS["main"], ["nus_vec"])
+
+    @parameterized.named_parameters(
+        ("cgmvae", "cgmvae", {"prior": "mixture", "kl_weight": 6.0, "contrastive_weight": 1.0}),
+        ("unimodal", "unimodal", {"prior": "unimodal"}),
+        ("mixture_only", "mixture_only", {"contrastive_weight": 0.0, "kl_weight": 6.0}),
+        ("contrastive_only", "contrastive_only", {"kl_weight": 0.0, "contrastive_weight": 1.0}),
+    )
+    def test_variant_overrides(self, variant, expected):
+        config = reproduce.cell_config(
+            reproduce.Cell("yeast", variant, 0.5), seeds=3, num_epochs=7, data_dir="/data"
+        )
+        for field, value in expected.items():
+            self.assertEqual(config[field], value, field)
+        self.assertEqual(config.train_fraction, 0.5)
+        self.assertEqual(config.num_seeds, 3)
+        self.assertEqual(config.num_epochs, 7)
+        self.assertEqual(config.data_dir, "/data")
+        self.assertEqual(config.learning_rate, 0.002)  # from configs/yeast.py
+
+    def test_br_has_one_seed_and_workdirs_are_distinct(self):
+        cells = reproduce.grid_cells(reproduce.GRIDS["fraction"])
+        dirs = set()
+        for cell in cells:
+            config = reproduce.cell_config(cell, seeds=3)
+            self.assertEqual(config.num_seeds, 1 if cell.variant == "br" else 3)
+            dirs.add(reproduce.cell_workdir("/runs", cell, config))
+        self.assertLen(dirs, len(cells))
+        cell = reproduce.Cell("yeast", "cgmvae", 1.0)
+        short = reproduce.cell_workdir(
+            "/r", cell, reproduce.cell_config(cell, seeds=3, num_epochs=5)
+        )
+        full = reproduce.cell_workdir("/r", cell, reproduce.cell_config(cell, seeds=3))
+        self.assertNotEqual(short, full)  # another epoch count never resumes a finished run
+
+
+class RowsTest(absltest.TestCase):
+    def test_multi_seed_rows(self):
+        rows = reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.5, 0.6, 0.7]))
+        self.assertLen(rows, len(metrics.PROTOCOLS) * len(metrics.METRIC_NAMES))
+        for row in rows:
+            self.assertEqual(set(row), _ROW_KEYS)
+        row = next(r for r in rows if r["protocol"] == "official" and r["metric"] == "example_f1")
+        i = metrics.METRIC_NAMES.index("example_f1")
+        self.assertAlmostEqual(row["mean"], 0.6 + 0.01 * i)
+        self.assertAlmostEqual(row["std"], np.std([0.5, 0.6, 0.7]))
+        self.assertEqual(row["seeds"], 3)
+        self.assertIn("train 1350", row["split"])
+
+    def test_single_run_rows(self):
+        rows = reproduce.rows_from_results("scene", "br", _fake_results([0.4]))
+        self.assertTrue(all(r["seeds"] == 1 and r["std"] == 0.0 for r in rows))
+        self.assertEqual({r["protocol"] for r in rows}, set(metrics.PROTOCOLS))
+        self.assertEqual({r["metric"] for r in rows}, set(metrics.METRIC_NAMES))
+
+    def test_merge_replaces_same_key_and_keeps_others(self):
+        old = reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.1]))
+        other = reproduce.rows_from_results("scene", "br", _fake_results([0.2]))
+        new = reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.9]))
+        merged = reproduce.merge_rows(old + other, new)
+        self.assertLen(merged, len(old) + len(other))
+        yeast = [r for r in merged if r["dataset"] == "yeast"]
+        self.assertTrue(all(r["mean"] >= 0.9 for r in yeast))
+
+
+class CollectTest(absltest.TestCase):
+    def test_main_tables_from_fake_runs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            _write_cell(runs, "yeast", "cgmvae", 1.0, _fake_results([0.60, 0.62, 0.64]))
+            _write_cell(runs, "yeast", "br", 1.0, _fake_results([0.50]))
+            _write_cell(runs, "emotions", "cgmvae", 1.0, _fake_results([0.55, 0.56, 0.57]))
+            os.makedirs(out)
+            earlier = reproduce.rows_from_results("yeast", "unimodal", _fake_results([0.3]))
+            with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
+                json.dump(earlier, f)
+
+            summary = reproduce.run_grid(
+                "main", workdir=runs, out=out, collect_only=True, command="python x --grid=main"
+            )
+            self.assertEqual(summary["ran"], [])
+            with open(summary["json"], encoding="utf-8") as f:
+                saved = json.load(f)
+            per_cell = len(metrics.PROTOCOLS) * len(metrics.METRIC_NAMES)
+            self.assertLen(saved, 4 * per_cell)  # 3 collected cells + the earlier ablation rows
+            self.assertTrue(all(set(r) == _ROW_KEYS for r in saved))
+            self.assertEqual(
+                {(r["dataset"], r["variant"]) for r in saved},
+                {
+                    ("yeast", "cgmvae"),
+                    ("yeast", "br"),
+                    ("emotions", "cgmvae"),
+                    ("yeast", "unimodal"),
+                },
+            )
+
+            with open(summary["markdown"], encoding="utf-8") as f:
+                text = f.read()
+            self.assertEqual(os.path.basename(summary["markdown"]), "reproduce_main.md")
+            for protocol in metrics.PROTOCOLS:
+                self.assertIn(f"## Protocol `{protocol}`", text)
+            self.assertIn("| data set | variant | seeds | ex-F1 | mi-F1 | ma-F1 | HA | P@1 |", text)
+            self.assertIn("| yeast | cgmvae | 3 | 0.630 ± 0.016 |", text)  # ex-F1 = 0.62 + 0.01
+            self.assertIn("| yeast | br | 1 | 0.510 |", text)
+            self.assertIn(
+                "| yeast | paper: C-GMVAE | 3 | 0.656 | 0.665 | 0.487 | 0.796 | 0.751 |", text
+            )
+            self.assertIn("| yeast | paper: BR | – | 0.630 | – | 0.373 | – | – |", text)
+            self.assertNotIn("paper: C-GMVAE | 3 | 0.777", text)  # no scene runs, no scene rows
+            self.assertIn("## Macro-F1 gain over BR", text)
+            self.assertIn("| yeast | cgmvae | +0.120 | +0.120 | +0.120 |", text)
+            self.assertIn("- yeast: predefined train/test; train 1350", text)
+            self.assertIn("`python x --grid=main`", text)
+            self.assertIn("Packages: python", text)
+            self.assertIn("Epochs: 100", text)
+            self.assertNotIn("unimodal", text.split("## Variants")[0])  # other grids' rows
+
+    @absltest.skipUnless(_HAS_MPL, 'matplotlib is not installed (pip install -e ".[plot]")')
+    def test_fraction_grid_plot(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            for variant in ("cgmvae", "unimodal", "br"):
+                for k, fraction in enumerate((0.1, 0.5, 1.0)):
+                    values = [0.3 + 0.1 * k] if variant == "br" else [0.3 + 0.1 * k, 0.32 + 0.1 * k]
+                    _write_cell(runs, "yeast", variant, fraction, _fake_results(values), seeds=2)
+            summary = reproduce.run_grid(
+                "fraction", workdir=runs, out=out, seeds=2, collect_only=True
+            )
+            self.assertEqual(
+                summary["figure"], os.path.join(out, "figures", "fraction_macro_f1.png")
+            )
+            with open(summary["figure"], "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+            self.assertGreater(os.path.getsize(summary["figure"]), 5000)
+            with open(summary["markdown"], encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| yeast | cgmvae@0.1 | 2 |", text)
+            self.assertIn("| yeast | br@0.5 | 1 |", text)
+            self.assertIn("| yeast | unimodal@0.5 |", text)
+            self.assertNotIn("paper: C-GMVAE", text)
+
+
+@absltest.skipUnless(_HAS_SKLEARN, "scikit-learn is not installed (pip install -e '.[test]')")
+class BinaryRelevanceTest(absltest.TestCase):
+    def test_beats_constant_predictor_on_macro_f1(self):
+        ds = data.synthetic_dataset(600, 20, 6, seed=3)
+        splits = data.make_splits(ds, seed=1)
+        results = baselines.binary_relevance_results(splits, cs=(0.1, 1.0))
+        prior = splits.train_y.mean(axis=0)  # [L], the best constant probabilities
+        constant = metrics.evaluate_protocols(
+            np.tile(prior, (len(splits.val_y), 1)),
+            splits.val_y,
+            np.tile(prior, (len(splits.test_y), 1)),
+            splits.test_y,
+        )
+        for protocol in ("val_tuned", "official"):
+            self.assertGreater(
+                results["test"][protocol]["macro_f1"],
+                constant["test"][protocol]["macro_f1"] + 0.05,
+                protocol,
+            )
+        self.assertIn(results["C"], (0.1, 1.0))
+        self.assertEqual(set(results["test"]), set(metrics.PROTOCOLS))
+        self.assertEqual(results["split"], splits.description)
+
+    def test_constant_training_labels(self):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((80, 3))
+        y = np.stack([x[:, 0] > 0, np.ones(80, bool), np.zeros(80, bool)], axis=1)
+        (probs,) = baselines.binary_relevance_probs(x, y, [x[:10]])
+        self.assertEqual(probs.shape, (10, 3))
+        np.testing.assert_array_equal(probs[:, 1], 1.0)
+        np.testing.assert_array_equal(probs[:, 2], 0.0)
+        self.assertTrue(np.all((probs[:, 0] > 0) & (probs[:, 0] < 1)))
+        agree = (probs[:, 0] > 0.5) == y[:10, 0]
+        self.assertGreaterEqual(agree.mean(), 0.9)
+
+    def test_br_cell_writes_results_and_is_skipped_after(self):
+        cell = reproduce.Cell("smoke", "br", 0.5)
+        config = reproduce.cell_config(cell, seeds=3)
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = reproduce.cell_workdir(tmp, cell, config)
+            results, ran = reproduce.run_cell(cell, config, workdir, br_cs=(1.0,))
+            self.assertTrue(ran)
+            self.assertTrue(os.path.exists(os.path.join(workdir, "results.json")))
+            self.assertEqual(results["num_train"], 120)  # half of 240 training rows
+            self.assertIn("train_fraction 0.5", results["split"])
+            again, ran = reproduce.run_cell(cell, config, workdir)
+            self.assertFalse(ran)
+            self.assertEqual(again["test"], results["test"])
+
+
+@absltest.skipUnless(_HAS_TRAINER, "the trainer (cgmvae_jax.objective) is not available yet")
+class SmokeGridTest(absltest.TestCase):
+    def test_smoke_grid_end_to_end(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            summary = reproduce.run_grid("smoke", workdir=runs, out=out, seeds=2, br_cs=(1.0,))
+            self.assertEqual(summary["failures"], [])
+            self.assertEqual(sorted(summary["ran"]), ["smoke/br", "smoke/cgmvae"])
+            rows = {(r["variant"], r["protocol"], r["metric"]): r for r in summary["rows"]}
+            self.assertEqual(rows[("cgmvae", "fixed", "macro_f1")]["seeds"], 2)
+            self.assertEqual(rows[("br", "fixed", "macro_f1")]["seeds"], 1)
+            for r in summary["rows"]:
+                self.assertTrue(0.0 <= r["mean"] <= 1.0, r)
+            self.assertTrue(os.path.exists(os.path.join(runs, "smoke", "cgmvae-s2-e2")))
+            with open(summary["markdown"], encoding="utf-8") as f:
+                self.assertIn("| smoke | cgmvae | 2 |", f.read())
+            again = reproduce.run_grid("smoke", workdir=runs, out=out, seeds=2)
+            self.assertEqual(again["ran"], [])  # finished cells are not run again
+            self.assertLen(again["rows"], len(summary["rows"]))
+
+    def test_failing_cell_is_reported_and_grid_goes_on(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = reproduce.run_grid(
+                "main",
+                workdir=os.path.join(tmp, "runs"),
+                out=os.path.join(tmp, "out"),
+                datasets=["emotions"],
+                data_dir=os.path.join(tmp, "no_data_here"),
+            )
+            self.assertEqual(
+                sorted(cell for cell, _ in summary["failures"]), ["emotions/br", "emotions/cgmvae"]
+            )
+            self.assertTrue(all("DatasetNotFoundError" in m for _, m in summary["failures"]))
+            with open(summary["markdown"], encoding="utf-8") as f:
+                self.assertIn("## Cells without results", f.read())
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -1139,6 +1139,23 @@ class LoaderTest(TmpDirTest):
         self.assertLen(s.train_index, 40)
         self.assertIsNone(s.feature_mean)
 
+    def test_load_from_config_random_split_ignores_predefined_split(self):
+        x, y = toy(n=100)
+        split = np.zeros(100, np.int8)
+        split[70:] = 1
+        save_raw_npz(self.path("p.npz"), X=x, Y=y, split=split)
+        config = config_lib.base_config()
+        config.dataset, config.data_dir = "p", self.tmp
+        _, predefined = data.load_from_config(config)
+        self.assertLen(predefined.test_index, 30)
+        np.testing.assert_array_equal(np.sort(predefined.test_index), np.arange(70, 100))
+        config.split = "random"
+        _, random = data.load_from_config(config)
+        self.assertEqual(
+            (len(random.train_index), len(random.val_index), len(random.test_index)), (80, 10, 10)
+        )
+        self.assertFalse(set(random.test_index) <= set(range(70, 100)))
+
     def test_load_from_config_not_found_without_fetch(self):
         config = config_lib.base_config()
         config.dataset, config.data_dir = "nus_vec", self.tmp

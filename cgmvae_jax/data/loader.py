@@ -6,6 +6,7 @@ files) and `{data_dir}/{name}.arff`. Anything with a path separator or a data-fi
 is taken as a path.
 """
 
+import dataclasses
 import os
 
 from cgmvae_jax.data import dataset as dataset_lib
@@ -134,9 +135,10 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
 
     Uses config.dataset, data_dir, data_format, meta_offset, num_labels_arff (the label count
     for ARFF without XML, MPVAE and libsvm files), label_location (optional, default "end"),
-    fetch, seed, val_fraction, test_fraction, train_fraction, standardize, and for
-    dataset == "synthetic" the synthetic_* fields. With `config.fetch` a data set that is not
-    found locally is downloaded into the cache (`fetch.fetch`).
+    fetch, split ("random" ignores a predefined split), seed, val_fraction, test_fraction,
+    train_fraction, standardize, and for dataset == "synthetic" the synthetic_* fields. With
+    `config.fetch` a data set that is not found locally is downloaded into the cache
+    (`fetch.fetch`).
     """
     name = str(config.dataset)
     if name == "synthetic":
@@ -159,6 +161,9 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
             if not config.get("fetch", False):
                 raise
             ds = _fetch_and_load(name, not_found, kwargs)
+    if config.get("split", "predefined") == "random" and ds.split is not None:
+        # The paper's protocol: a seeded random train/val/test split of all rows.
+        ds = dataclasses.replace(ds, split=None)
     splits = splits_lib.make_splits(
         ds,
         seed=int(config.seed),

@@ -13,6 +13,7 @@ so the defaults live here and each `configs/<name>.py` changes only what differs
 All fields are top-level (flat) so that every override is `--config.NAME=value`.
 """
 
+import difflib
 import os
 
 import ml_collections
@@ -33,7 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data_format = "auto"  # auto | npz | mpvae | arff | libsvm
     c.meta_offset = 0  # MPVAE .npy layout: leading non-label columns per row
     c.num_labels_arff = 0  # Mulan ARFF without XML: number of label attributes (0 = use XML)
+    c.label_location = "end"  # ARFF/libsvm with num_labels_arff: labels are the last or first L
     c.fetch = False  # download the data set into the cache when it is not found locally
+    c.split = "predefined"  # predefined: keep the data's own split | random: seeded random split
     c.train_fraction = 1.0  # paper Table 5: fraction of the training split used
     c.val_fraction = 0.1  # random split: validation share (also carved from train when needed)
     c.test_fraction = 0.1  # random split: test share (when the data has no predefined split)
@@ -62,6 +65,25 @@ def base_config() -> ml_collections.ConfigDict:
     c.contrastive_weight = 1.0  # paper alpha
     c.temperature = 1.0
     c.loss = "bce"  # model == "mlp": bce | asl | asl+kmcl | bce+clml | asl+clml
+    # MLP baselines (model == "mlp"; see objective.mlp_loss). Defaults: the released codes,
+    # except kmcl_isotropic and the weights. Every term here is a per-example mean; the
+    # released codes sum the base loss over the batch, i.e. weigh the extra terms by
+    # 1 / batch_size.
+    c.asl_gamma_pos = 0.0  # ASL focusing exponent of positives (ASL/KMCL training: 0)
+    c.asl_gamma_neg = 4.0  # ASL focusing exponent of negatives
+    c.asl_clip = 0.05  # ASL probability margin of negatives (0 = no shifting)
+    c.kmcl_weight = 1.0  # weight of kmcl_rec + kmcl_con (released total: no weights)
+    # KMCL head: one scalar mean/variance per class (True) or per class and dim (False, the
+    # released default; its contrastive term costs O(B^2 L D) per step instead of O(B^2 L)).
+    c.kmcl_isotropic = True
+    c.kmcl_min_variance = 1.0  # KMCL head: variances = min_variance + softplus(raw)
+    c.kmcl_temperature = 0.17  # KMCL contrastive temperature (hard-coded 0.17 in the release)
+    c.kmcl_distance_scale = 0.0  # M; 0 = exact Bhattacharyya distance (released: D)
+    # Weight of the CLML term: about the released balance lambda / batch_size (lambda 1,
+    # batch 128); with weight 1 the nuclear-norm term shrinks the features to 0 (yeast).
+    c.clml_weight = 0.01
+    c.clml_threshold = 0.75  # CLML label correction: sigmoid(logit) above this -> positive
+    c.clml_start_epoch = 1  # first (0-based) epoch with label correction
 
     # Optimisation.
     c.seed = 1
@@ -98,7 +120,13 @@ _CHOICES = {
     "dtype": ("float32", "bfloat16"),
     "loss": ("bce", "asl", "asl+kmcl", "bce+clml", "asl+clml"),
     "data_format": ("auto", "npz", "mpvae", "arff", "libsvm"),
+    "split": ("predefined", "random"),
+    "label_location": ("end", "start"),
 }
+
+
+# Fields read with a default when present but not part of `base_config`.
+_OPTIONAL_FIELDS = ()
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -107,6 +135,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     def bad(field, msg):
         problems.append(f"--config.{field}={config.get(field)!r}: {msg}")
+
+    known = sorted(set(base_config().keys()) | set(_OPTIONAL_FIELDS))
+    for field in sorted(set(config.keys()) - set(known)):
+        close = difflib.get_close_matches(field, known, n=1)
+        problems.append(
+            f"--config.{field}: unknown field"
+            + (f"; did you mean --config.{close[0]}?" if close else ";")
+            + " the fields are listed in cgmvae_jax/config_lib.py (base_config)"
+        )
 
     for field, choices in _CHOICES.items():
         if field in config and config[field] not in choices:
@@ -140,6 +177,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bad("val_fraction", "val_fraction + test_fraction must leave rows for training")
     if float(config.temperature) <= 0:
         bad("temperature", "must be > 0")
+    if float(config.log_var_limit) < 0:
+        bad("log_var_limit", "must be >= 0 (0 = no soft clamp of the log-variances)")
     if float(config.learning_rate) <= 0:
         bad("learning_rate", "must be > 0")
     if float(config.eta_min) < 0 or float(config.eta_min) > float(config.learning_rate):
@@ -151,6 +190,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ("bce_weight", "kl_weight", "contrastive_weight"):
         if float(config[field]) < 0:
             bad(field, "loss weights must be >= 0")
+    if config.model == "mlp" and not tuple(config.feature_hidden):
+        bad("feature_hidden", "model=mlp needs at least one hidden layer, e.g. (256,)")
+    for field in ("asl_gamma_pos", "asl_gamma_neg", "kmcl_weight", "clml_weight"):
+        if field in config and float(config[field]) < 0:
+            bad(field, "must be >= 0")
+    if "asl_clip" in config and not 0.0 <= float(config.asl_clip) < 1.0:
+        bad("asl_clip", "must be in [0, 1) (0 = no probability shifting)")
+    for field in ("kmcl_temperature", "kmcl_min_variance"):
+        if field in config and float(config[field]) <= 0:
+            bad(field, "must be > 0")
+    if "kmcl_distance_scale" in config and float(config.kmcl_distance_scale) < 0:
+        bad("kmcl_distance_scale", "must be >= 0 (0 = the exact Bhattacharyya distance)")
+    if "clml_threshold" in config and not 0.0 < float(config.clml_threshold) < 1.0:
+        bad("clml_threshold", "must be in (0, 1)")
+    if "clml_start_epoch" in config and int(config.clml_start_epoch) < 0:
+        bad("clml_start_epoch", "must be >= 0")
     if not 0.0 < float(config.threshold) < 1.0:
         bad("threshold", "must be in (0, 1)")
     if int(config.steps_per_call) < 0:

@@ -18,6 +18,7 @@ threshold protocols of `cgmvae_jax.metrics`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import math
@@ -65,6 +66,8 @@ INCOMPATIBLE_FIELDS = (
     "synthetic_examples",
     "synthetic_features",
     "synthetic_labels",
+    "kmcl_isotropic",
+    "split",
 )
 
 
@@ -78,6 +81,10 @@ class TrainingInterrupted(Exception):
 
 class WorkdirLockedError(RuntimeError):
     """Another live process is training in the same workdir."""
+
+
+# A checkpoint, results.json, metrics.jsonl or config.json could not be written (full disk, ...).
+OutputWriteError = checkpoint_lib.OutputWriteError
 
 
 class _WorkdirLock:
@@ -97,12 +104,17 @@ class _WorkdirLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    with open(self.path, encoding="utf-8") as f:
-                        host, pid = f.read().split()
-                except (OSError, ValueError):
-                    host, pid = "", "0"
-                if host == socket.gethostname() and not _pid_alive(int(pid)):
+                host, pid = _read_lock(self.path)
+                if pid is None:
+                    # Unreadable: a run killed between creating and writing the file (stale
+                    # once a few seconds old), or a lock being written right now.
+                    try:
+                        stale = time.time() - os.path.getmtime(self.path) > 10
+                    except OSError:
+                        continue  # gone meanwhile: try again
+                else:
+                    stale = host == socket.gethostname() and not _pid_alive(pid)
+                if stale:
                     logging.warning("Removing stale lock %s (pid %s is gone).", self.path, pid)
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(self.path)
@@ -112,8 +124,13 @@ class _WorkdirLock:
                     f"{pid}; lock file {self.path}). Wait for it to finish, stop it, or use "
                     "another --workdir. If no such process exists, delete the lock file."
                 ) from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(me)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(me)
+            except OSError as e:
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
+                raise _output_error(self.path, e) from e
             self.owned = True
             return
         raise WorkdirLockedError(f"Could not take the lock {self.path}; try again.")
@@ -123,6 +140,16 @@ class _WorkdirLock:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
             self.owned = False
+
+
+def _read_lock(path: str) -> tuple[str, int | None]:
+    """(host, pid) written in a lock file; pid None when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            host, pid = f.read().split()
+        return host, int(pid)
+    except (OSError, ValueError):
+        return "", None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -288,6 +315,9 @@ def train_step(
     # A non-finite gradient must not reach the optimizer state: zero it, and keep the old state.
     safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
     new_state = state.apply_gradients(grads=safe_grads)
+    # Finite gradients can still overflow the update (huge features or learning rates): an
+    # update whose parameters or Adam moments are not finite is not applied either.
+    finite = finite & _tree_all_finite(new_state.params) & _tree_all_finite(new_state.opt_state)
     new_state = new_state.replace(
         params=jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), new_state.params, state.params
@@ -392,6 +422,26 @@ def seed_keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
 # The trainer: compiled programs for one config and data shape.
 
 
+def _over_seeds(fn: Callable, in_axes: tuple, num_seeds: int) -> Callable:
+    """`jax.vmap(fn, in_axes)` over the leading seed axis of the arguments and outputs.
+
+    For one seed, `fn` runs on the arguments with the seed axis squeezed and the axis is added
+    back to the outputs: the same values as the vmap over an axis of size 1, but an unbatched
+    program (XLA:CPU lays out vmap's size-1 batch dimension with extra transposes and copies).
+    """
+    if num_seeds > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def one_seed(*args):
+        args = [
+            arg if axis is None else jax.tree.map(lambda a: a[0], arg)
+            for arg, axis in zip(args, in_axes, strict=True)
+        ]
+        return jax.tree.map(lambda a: a[None], fn(*args))
+
+    return one_seed
+
+
 class Trainer:
     """Compiled programs (init, steps, predict) of one config and data shape, for S seeds.
 
@@ -435,14 +485,16 @@ class Trainer:
             batch_sharding=sharding.step_batch_sharding(self.mesh),
         )
         # Seeds are vmapped; data arrays are shared, indices/batches are per seed.
+        num_seeds = int(config.num_seeds)
         self._steps_gather = jax.jit(
-            jax.vmap(steps_one, in_axes=(0, 0, None, None, 0, 0)),
+            _over_seeds(steps_one, (0, 0, None, None, 0, 0), num_seeds),
             donate_argnums=0,
         )
         self._steps_batches = jax.jit(
-            jax.vmap(
+            _over_seeds(
                 lambda s, k, bx, by, w: steps_one(s, k, bx, by, None, w),
-                in_axes=(0, 0, 0, 0, 0),
+                (0, 0, 0, 0, 0),
+                num_seeds,
             ),
             donate_argnums=0,
         )
@@ -479,6 +531,12 @@ class Trainer:
     def run_steps(self, state, data_x, data_y, indices, weights):
         """Runs the steps given by `indices`/`weights` [S, n, B] on device-resident data."""
         return self._steps_gather(state, self.keys["step"], data_x, data_y, indices, weights)
+
+    def lower_steps(self, state, data_x, data_y, indices, weights) -> jax.stages.Lowered:
+        """The `run_steps` program lowered for these arguments, for ahead-of-time compilation
+        and XLA cost / memory analysis (benchmarks). `lower_steps(...).compile()` is called as
+        `compiled(state, trainer.keys["step"], data_x, data_y, indices, weights)`."""
+        return self._steps_gather.lower(state, self.keys["step"], data_x, data_y, indices, weights)
 
     def run_batches(self, state, batch_x, batch_y, weights):
         """Runs steps on given batches [S, n, B, ...] (the streaming path)."""
@@ -532,39 +590,75 @@ def _stream_batches(
         yield current
 
 
-def _write_json_atomic(path: str, obj: Any) -> None:
+def _output_error(path: str, e: OSError) -> checkpoint_lib.OutputWriteError:
+    """A one-paragraph error for a failed write of `path`, saying what to do."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "Free disk space (or use a --workdir on a disk with room)"
+    else:
+        fix = "Make the workdir writable"
+    return checkpoint_lib.OutputWriteError(
+        e.errno,
+        f"Could not write {path}: {e.strerror or e}. {fix}, then run the same command again: "
+        "training resumes from the latest checkpoint.",
+    )
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    """Writes `path` through a temporary file and a rename: readers see the old or the new file."""
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as f:
+        if f.read() == text:
+            return  # unchanged: nothing to write (a resume on a full disk still starts)
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise _output_error(path, e) from e
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    _write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _truncate_metrics(path: str, last_epoch: int) -> None:
-    """Keeps the lines of epochs <= last_epoch (a resumed run rewrites the later ones)."""
+    """Keeps the lines of epochs <= last_epoch (a resumed run rewrites the later ones).
+
+    A torn last line (a run killed or out of disk space while appending) ends the kept part.
+    The file is rewritten (atomically) only when something is dropped.
+    """
     if not os.path.exists(path):
         return
-    kept = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                if json.loads(line).get("epoch", -1) <= last_epoch:
-                    kept.append(line if line.endswith("\n") else line + "\n")
-            except json.JSONDecodeError:
-                break  # a torn last line from a killed run
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            logging.warning("Dropping a torn line of %s: %r", path, line[:80])
+            break
+        if not line.endswith("\n"):
+            line += "\n"
+        if record.get("epoch", -1) <= last_epoch:
+            kept.append(line)
+    if kept != lines:
+        _write_text_atomic(path, "".join(kept))
 
 
 def _append_jsonl(path: str, obj: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Appends one JSON line and fsyncs it; a torn line is dropped by the next resume."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(obj) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _output_error(path, e) from e
 
 
 def _check_config_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -669,7 +763,7 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
         "skipped_steps": 0,
     }
 
-    ckpt = checkpoint_lib.Checkpointer(workdir, keep=int(config.keep_checkpoints))
+    ckpt = checkpoint_lib.Checkpointer(workdir, keep=int(config.keep_checkpoints), owner=True)
     try:
         restored = ckpt.restore_latest(state, best_params)
         if restored is not None:
@@ -681,6 +775,9 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
                 with open(results_path, encoding="utf-8") as f:
                     logging.info("Run already finished; results in %s", results_path)
                     return json.load(f)
+        # Checkpoints of later epochs (a best one written just before a kill, or newer ones
+        # after a fallback) are from epochs about to be trained again.
+        ckpt.discard_after(progress["epoch"])
         _truncate_metrics(metrics_path, progress["epoch"])
 
         on_device = sharding.fits_on_device(splits.train_x, splits.train_y, config)
@@ -734,13 +831,17 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
                     if k not in ("finite",)
                 }
                 culprits = [k for k, v in terms.items() if not np.isfinite(v)]
-                what = ", ".join(culprits) if culprits else "a gradient (loss terms finite)"
+                what = (
+                    ", ".join(culprits)
+                    if culprits
+                    else "the update (loss and gradients finite; parameters or Adam moments)"
+                )
                 if not config.skip_nonfinite:
                     raise NonFiniteError(
                         f"Non-finite value at step {global_step} (epoch {epoch}, seed "
                         f"{int(config.seed) + seed_i}): {what} is NaN/inf ({terms}). The update "
-                        f"was not applied; the latest checkpoint holds epoch {progress['epoch']}. "
-                        "Lower --config.learning_rate, check the features for huge values "
+                        f"was not applied; {_latest_text(progress)}. Lower "
+                        "--config.learning_rate, check the features for huge values "
                         "(--config.standardize=True), or pass --config.skip_nonfinite=True."
                     )
                 progress["skipped_steps"] += int(bad.sum())
@@ -750,6 +851,7 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
 
             # Validation: threshold tuned on validation macro-F1, per seed.
             val_probs = trainer.predict(state.params, splits.val_x)
+            _check_finite_predictions(val_probs, "validation", epoch, config, progress)
             scores, thresholds, val_fixed = [], [], []
             for s in range(num_seeds):
                 t = metrics.tune_threshold(val_probs[s], splits.val_y)
@@ -794,6 +896,9 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
             if progress["skipped_steps"]:
                 record["skipped_steps"] = int(progress["skipped_steps"])
 
+            # The metrics line first: a checkpointed epoch always has its line, and a resumed
+            # run drops the lines of epochs after its checkpoint (`_truncate_metrics`).
+            _append_jsonl(metrics_path, record)
             # Best first, then latest: a kill between the two leaves a latest checkpoint whose
             # best_params agree with the best directory.
             if improved.any():
@@ -807,7 +912,6 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
                     },
                 )
             ckpt.save_latest(epoch, state, best_params, progress)
-            _append_jsonl(metrics_path, record)
             if stop.received and epoch + 1 < int(config.num_epochs):
                 _check_stop(stop, ckpt, progress, mid_epoch=False)
             if bar is not None:
@@ -831,6 +935,9 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
         # Test metrics of the best epoch, per seed, under every protocol.
         val_probs = trainer.predict(best_params, splits.val_x)
         test_probs = trainer.predict(best_params, splits.test_x)
+        best_epoch = max(progress["best_epoch"])
+        _check_finite_predictions(val_probs, "validation", best_epoch, config, progress)
+        _check_finite_predictions(test_probs, "test", best_epoch, config, progress)
         per_seed = []
         for s in range(num_seeds):
             per_seed.append(
@@ -859,6 +966,16 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
             "num_val": int(splits.val_x.shape[0]),
             "num_test": int(splits.test_x.shape[0]),
         }
+        # A constant predictor for scale: every row gets the training label frequencies.
+        freq = splits.train_y.mean(axis=0, dtype=np.float64).astype(np.float32)
+        constant = metrics.evaluate_protocols(
+            np.broadcast_to(freq, splits.val_y.shape),
+            splits.val_y,
+            np.broadcast_to(freq, splits.test_y.shape),
+            splits.test_y,
+            threshold=float(config.threshold),
+        )
+        results["constant_baseline"] = {"val": constant["val"], "test": constant["test"]}
         if progress["skipped_steps"]:
             results["skipped_steps"] = int(progress["skipped_steps"])
         if num_seeds > 1:
@@ -892,6 +1009,21 @@ def _train_and_evaluate(config, workdir: str, stop: _StopSignals) -> dict:
         ckpt.close()
 
 
+def _check_finite_predictions(probs: np.ndarray, split: str, epoch: int, config, progress) -> None:
+    """Raises NonFiniteError when the probabilities [S, N, L] of a split hold NaN/inf."""
+    bad = ~np.isfinite(probs)
+    if not bad.any():
+        return
+    seed_i, row, _ = (int(v[0]) for v in np.nonzero(bad))
+    rows = int(bad.any(axis=(0, 2)).sum())
+    raise NonFiniteError(
+        f"Non-finite predictions on the {split} split with the parameters of epoch {epoch} "
+        f"(seed {int(config.seed) + seed_i}): {rows} row(s), the first is row {row}. Their "
+        "features are probably too large for float32 arithmetic: use "
+        f"--config.standardize=True or rescale the data. {_latest_text(progress).capitalize()}."
+    )
+
+
 def _check_stop(stop: _StopSignals, ckpt, progress: dict, mid_epoch: bool) -> None:
     """Raises TrainingInterrupted after a signal, once the latest checkpoint is on disk."""
     if stop.received is None:
@@ -899,9 +1031,15 @@ def _check_stop(stop: _StopSignals, ckpt, progress: dict, mid_epoch: bool) -> No
     ckpt.wait()
     where = f"the partial epoch {progress['epoch'] + 1} was discarded; " if mid_epoch else ""
     raise TrainingInterrupted(
-        f"Stopped by {stop.received}: {where}the latest checkpoint holds epoch "
-        f"{progress['epoch']}. Run the same command again to resume."
+        f"Stopped by {stop.received}: {where}{_latest_text(progress)}. Run the same command "
+        "again to resume."
     )
+
+
+def _latest_text(progress: dict) -> str:
+    if progress["epoch"] < 0:
+        return "no checkpoint was written yet"
+    return f"the latest checkpoint holds epoch {progress['epoch']}"
 
 
 def _progress_bar(config, first_epoch: int):

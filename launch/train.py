@@ -8,13 +8,14 @@ workdir: config.json, metrics.jsonl (one line per epoch), checkpoints/, results.
 """
 
 import datetime
+import difflib
 import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cgmvae_jax import data, train
+from cgmvae_jax import checkpoint, config_lib, data, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -37,7 +38,24 @@ def main(argv):
     logging.info("workdir: %s", os.path.abspath(workdir))
     try:
         results = train.train_and_evaluate(FLAGS.config, workdir)
-    except (data.DatasetNotFoundError, ValueError, train.NonFiniteError) as e:
+    except train.TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:
+        print(
+            "Stopped by a second interrupt: the current epoch was abandoned. Run the same "
+            "command again to resume from the latest checkpoint.",
+            file=sys.stderr,
+        )
+        return 130
+    except (
+        data.DatasetNotFoundError,  # also an OSError; listed for the reader
+        ValueError,
+        FloatingPointError,  # train.NonFiniteError, checkpoint.NonFiniteCheckpointError
+        OSError,  # train.OutputWriteError (full disk, permissions), unreadable files
+        train.WorkdirLockedError,
+        checkpoint.UnreadableCheckpointError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     test = results["test"]
@@ -47,9 +65,39 @@ def main(argv):
     for protocol in ("fixed", "val_tuned", "official"):
         print(f"  {protocol:<10}" + "".join(f"{test[protocol][k]:>18.4f}" for k in keys))
     print("  ('official' = best threshold per metric on the test split: optimistic)")
+    constant = results["constant_baseline"]["test"]
+    print(
+        "Constant predictor (training label frequencies), test macro-F1: "
+        + ", ".join(
+            f"{p} {constant[p]['macro_f1']:.4f}" for p in ("fixed", "val_tuned", "official")
+        )
+    )
     print(f"Written to {os.path.join(os.path.abspath(workdir), 'results.json')}")
     return 0
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with a one-line error (no traceback) for an unknown `--config.NAME`."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError):  # ml_collections: the locked config has no such field
+        fields = sorted(config_lib.base_config().keys())
+        unknown = []
+        for arg in argv[1:]:
+            if arg.startswith("--config."):
+                name = arg[len("--config.") :].split("=", 1)[0].split(".", 1)[0]
+                if name not in fields:
+                    unknown.append(name)
+        for name in unknown or ["?"]:
+            close = difflib.get_close_matches(name, fields, n=3)
+            hint = f" Did you mean {', '.join('--config.' + c for c in close)}?" if close else ""
+            print(
+                f"error: unknown config field --config.{name}.{hint} The fields are listed "
+                "in cgmvae_jax/config_lib.py (base_config).",
+                file=sys.stderr,
+            )
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)

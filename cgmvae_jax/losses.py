@@ -745,6 +745,7 @@ def kmcl_contrastive_loss(
     temperature: float | jax.typing.ArrayLike = 0.17,
     distance_scale: float | jax.typing.ArrayLike | None = None,
     eps: float | None = 1e-7,
+    mask: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     r"""KMCL contrastive loss between per-class Gaussians, via the Bhattacharyya coefficient.
 
@@ -789,11 +790,15 @@ def kmcl_contrastive_loss(
       temperature: ``tau`` (keyword-only; the released code hard-codes 0.17).
       distance_scale: ``M``; ``None`` means ``D = means.shape[-1]`` (anisotropic only).
       eps: The constant added inside the log (released: 1e-7); ``None`` or 0 drops it.
+      mask: Rows taking part, bool or 0/1, shape ``[B]`` (default: all), e.g. the real rows
+        of a padded batch. The other rows are neither anchors nor positives and are left
+        out of every denominator ``Z``, so the losses of the rows taking part equal those of
+        the batch without the others. (Not in the released code, which has no padding.)
 
     Returns:
       Per-anchor losses, shape ``[B]``, float32; 0, with zero gradients, for anchors that
-      share no label with another sample (incl. anchors without labels). The released loss
-      is their mean over all ``B`` anchors.
+      share no label with another sample (incl. anchors without labels) and for rows
+      outside ``mask``. The released loss is their mean over all ``B`` anchors.
 
     Raises:
       TypeError: If ``means`` or ``variances`` is not floating.
@@ -839,9 +844,19 @@ def kmcl_contrastive_loss(
         means, variances, distance_scale=distance_scale, temperature=temperature
     )  # [B, B, K]
     others = ~jnp.eye(batch, dtype=bool)  # [B, B]
-    log_z = jax.nn.logsumexp(log_e, axis=1, where=others[:, :, None])  # [B, K]
-
     positive = jax.lax.stop_gradient(_as_mask("labels", labels))  # [B, K]
+    if mask is not None:
+        rows = jnp.asarray(mask)
+        if rows.shape != (batch,):
+            raise ValueError(f"`mask` must have shape ({batch},), got {rows.shape}.")
+        rows = jax.lax.stop_gradient(_as_mask("mask", rows))  # [B]
+        others = others & rows[:, None] & rows[None, :]
+        positive = positive & rows[:, None]
+    # An anchor with no other row taking part keeps a finite dummy Z over all other rows; it
+    # has no pair, so its loss is 0 and the dummy gets no gradient.
+    members = jnp.where(jnp.any(others, axis=1, keepdims=True), others, ~jnp.eye(batch, dtype=bool))
+    log_z = jax.nn.logsumexp(log_e, axis=1, where=members[:, :, None])  # [B, K]
+
     counts = positive.astype(dtype)
     inter = jnp.matmul(counts, counts.T, precision=_HIGHEST)  # [B, B]
     union = counts.sum(-1)[:, None] + counts.sum(-1)[None, :] - inter  # [B, B]

@@ -17,6 +17,9 @@ mean. Two masks:
 
 The ablations of the paper (Table 4) are the switches `prior="unimodal"`, `kl_weight=0` and
 `contrastive_weight=0`; every term is still computed and returned for logging.
+
+`mlp_loss` is the objective of the MLP baselines (`config.model="mlp"`), selected by
+`config.loss`: BCE or ASL, optionally with the KMCL terms or the CLML term (see its docstring).
 """
 
 from collections.abc import Callable, Mapping
@@ -31,6 +34,8 @@ from cgmvae_jax import losses
 PRIORS = ("mixture", "unimodal")
 KL_DIRECTIONS = ("label_to_feature", "feature_to_label")
 TERMS = ("loss", "bce_label", "bce_feat", "bce_feat2", "kl", "contrastive")
+MLP_LOSSES = ("bce", "asl", "asl+kmcl", "bce+clml", "asl+clml")
+MLP_TERMS = ("loss", "bce", "asl", "kmcl_rec", "kmcl_con", "clml")
 
 LossFn = Callable[
     [Mapping[str, jax.Array], jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]
@@ -163,6 +168,164 @@ def cgmvae_loss(
     return loss, {"loss": loss, **terms}
 
 
+def _select_rows(x: jax.Array, rows: jax.Array, fill: float = 0.0) -> jax.Array:
+    """`x` [B, ...] with the rows where `rows` [B] is False replaced by `fill`."""
+    return jnp.where(rows.reshape(rows.shape + (1,) * (x.ndim - 1)), x, fill)
+
+
+def mlp_loss(
+    outputs: Mapping[str, jax.Array],
+    labels: jax.Array,
+    weights: jax.Array,
+    *,
+    loss: str,
+    epoch: int | jax.Array | None,
+    asl_gamma_pos: float = 0.0,
+    asl_gamma_neg: float = 4.0,
+    asl_clip: float = 0.05,
+    kmcl_weight: float = 1.0,
+    kmcl_temperature: float = 0.17,
+    kmcl_distance_scale: float | None = None,
+    clml_weight: float = 0.01,
+    clml_threshold: float = 0.75,
+    clml_start_epoch: int = 1,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The objective of the MLP baselines, selected by `loss`.
+
+        bce        bce
+        asl        asl
+        asl+kmcl   asl + kmcl_weight * (kmcl_rec + kmcl_con)
+        bce+clml   bce + clml_weight * clml
+        asl+clml   asl + clml_weight * clml
+
+    Reductions (the released codes sum ASL/BCE over the batch; here every term is a mean, so
+    the loss scale does not depend on the batch size):
+
+    * "bce": binary cross-entropy summed over labels, averaged over valid rows.
+    * "asl": `losses.asymmetric_loss` (summed over labels), averaged over valid rows. The
+      released ASL, KMCL and CLML trainings sum it over the batch, i.e. B times this value.
+    * "kmcl_rec": `losses.kmcl_reconstruction_loss`, averaged over the valid rows with at least
+      one positive label (the released code also averages the constant -log(1e-7) of label-less
+      rows, which has no gradient).
+    * "kmcl_con": `losses.kmcl_contrastive_loss` over the valid rows of the batch (padding rows
+      are left out of the denominators too), averaged over the anchors that share a label with
+      another valid row (the released code divides by B, counting the others as 0). Since the
+      released ASL is a batch sum, its KMCL terms weigh 1/B relative to ASL:
+      `kmcl_weight = 1 / batch_size` reproduces that balance.
+    * "clml": `losses.clml_loss` (lambda = 1, so `clml_weight` is lambda). CLML is batch-level:
+      padding rows get zero features and labels, which changes no singular value, and the
+      1/B factor counts the valid rows only, so a padded batch gives the loss of its valid rows.
+      With the released base loss summed over the batch, `clml_weight = lambda / batch_size`
+      gives the released balance.
+
+    Rows with weight 0 (padding) contribute nothing to any term; weights > 0 weight the
+    per-row means (CLML uses only which rows are valid).
+
+    Args:
+      outputs: `models.MLPClassifier.__call__` outputs: "feat_logits" [B, L], "features"
+        [B, D], and for KMCL "kmcl_means", "kmcl_variances" ([B, L] or [B, L, D]).
+      labels: Multi-hot labels [B, L], bool or 0/1 of any dtype.
+      weights: Per-example validity weights [B] (0 for padding rows).
+      loss: One of `MLP_LOSSES`.
+      epoch: Current epoch, 0-based, may be traced (CLML's label correction starts at
+        `clml_start_epoch`); may be None for losses without CLML.
+      asl_gamma_pos, asl_gamma_neg, asl_clip: `losses.asymmetric_loss` settings (focusing
+        weights without gradient, eps 1e-8, as in the released training).
+      kmcl_weight: Weight of kmcl_rec + kmcl_con.
+      kmcl_temperature: Temperature of the KMCL contrastive term.
+      kmcl_distance_scale: The factor M of the Bhattacharyya distance; None for the exact
+        distance (M = D for isotropic Gaussians [B, L], 1 for anisotropic [B, L, D]). The
+        released code uses D in both modes.
+      clml_weight: Weight of the CLML term (default: about the released balance; a weight of
+        1 shrinks the features to 0, since the term is positively homogeneous in them).
+      clml_threshold: CLML label-correction probability threshold.
+      clml_start_epoch: First epoch with label correction.
+
+    Returns:
+      (loss, terms): the scalar total and a dict of unweighted scalar terms: "loss" and, by
+      `loss`, "bce" or "asl", "kmcl_rec" and "kmcl_con", "clml".
+
+    Raises:
+      ValueError: For an unknown `loss`, shapes that do not fit, or a CLML loss without epoch.
+      KeyError: If a KMCL loss gets outputs without the KMCL head.
+    """
+    if loss not in MLP_LOSSES:
+        raise ValueError(f"loss must be one of {MLP_LOSSES}, got {loss!r}")
+    base, _, extra = loss.partition("+")
+    labels, weights = jnp.asarray(labels), jnp.asarray(weights)
+    logits = outputs["feat_logits"]  # [B, L]
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"labels shape {labels.shape} does not match the logits shape {logits.shape}"
+        )
+    if weights.shape != labels.shape[:1]:
+        raise ValueError(f"weights must have shape {labels.shape[:1]}, got {weights.shape}")
+    if extra == "clml" and epoch is None:
+        raise ValueError(f"loss={loss!r} needs the current epoch (label correction).")
+    if extra == "kmcl" and "kmcl_means" not in outputs:
+        raise KeyError(
+            f"loss={loss!r} needs the outputs 'kmcl_means' and 'kmcl_variances' (build the model "
+            "with MLPClassifier(kmcl=True), as make_model does for a loss with 'kmcl')."
+        )
+
+    positive = labels > 0  # [B, L]
+    targets = positive.astype(jnp.float32)  # [B, L]
+    valid = weights.astype(jnp.float32)  # [B]
+    is_valid = valid > 0  # [B]
+    # Double-where: padding rows are replaced by benign values before any term is computed, so
+    # whatever they hold gives no inf/NaN value or gradient; the masked means then drop them.
+    safe_logits = _select_rows(logits, is_valid)  # [B, L]
+
+    terms = {}
+    if base == "bce":
+        terms["bce"] = masked_mean(_bce(safe_logits, targets), valid)
+    else:
+        asl = losses.asymmetric_loss(
+            safe_logits, targets, gamma_pos=asl_gamma_pos, gamma_neg=asl_gamma_neg, clip=asl_clip
+        )  # [B]
+        terms["asl"] = masked_mean(asl, valid)
+    total = terms[base]
+
+    if extra == "kmcl":
+        features = _select_rows(outputs["features"], is_valid)  # [B, D]
+        means = _select_rows(outputs["kmcl_means"], is_valid)  # [B, L(, D)]
+        variances = _select_rows(outputs["kmcl_variances"], is_valid, 1.0)  # [B, L(, D)]
+        if kmcl_distance_scale is None:  # exact Bhattacharyya distance
+            kmcl_distance_scale = 1.0 if means.ndim == 3 else float(features.shape[-1])
+        defined = jnp.where(jnp.any(positive, axis=-1), valid, 0.0)  # [B]
+        rec = losses.kmcl_reconstruction_loss(features, safe_logits, means, variances, targets)
+        con = losses.kmcl_contrastive_loss(
+            means,
+            variances,
+            targets,
+            temperature=kmcl_temperature,
+            distance_scale=kmcl_distance_scale,
+            mask=is_valid,
+        )  # [B]
+        # Anchors with a positive: another valid row sharing a label.
+        shares = jnp.matmul(targets, targets.T, precision=jax.lax.Precision.HIGHEST) > 0
+        shares = shares & ~jnp.eye(shares.shape[0], dtype=bool) & is_valid[None, :]
+        anchors = jnp.where(jnp.any(shares, axis=-1), valid, 0.0)  # [B]
+        terms["kmcl_rec"] = masked_mean(rec, defined)
+        terms["kmcl_con"] = masked_mean(con, anchors)
+        total = total + kmcl_weight * (terms["kmcl_rec"] + terms["kmcl_con"])
+    elif extra == "clml":
+        features = _select_rows(outputs["features"], is_valid)  # [B, D]: zero rows are inert
+        num_valid = jnp.sum(is_valid)
+        value = losses.clml_loss(
+            features,
+            safe_logits,
+            _select_rows(targets, is_valid),
+            threshold=clml_threshold,
+            epoch=epoch,
+            start_epoch=clml_start_epoch,
+        )  # lam / B * [...] with B counting padding rows: rescale to the valid rows
+        scale = features.shape[0] / jnp.maximum(num_valid, 1).astype(jnp.float32)
+        terms["clml"] = jnp.where(num_valid > 0, value * scale, 0.0)
+        total = total + clml_weight * terms["clml"]
+    return total, {"loss": total, **terms}
+
+
 def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
     """The objective of `config.model` as `loss_fn(outputs, labels, weights, *, epoch)`.
 
@@ -171,12 +334,31 @@ def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
 
     For "cgmvae" it is `cgmvae_loss` with bce_weight, kl_weight, contrastive_weight,
     temperature, prior and kl_direction taken from `config`.
+    For "mlp" it is `mlp_loss` with loss, asl_gamma_pos, asl_gamma_neg, asl_clip, kmcl_weight,
+    kmcl_temperature, kmcl_distance_scale (0 = exact distance), clml_weight, clml_threshold and
+    clml_start_epoch taken from `config`.
     """
     if config.model == "mlp":
-        raise NotImplementedError(
-            "The objective of config.model='mlp' (config.loss = bce | asl | asl+kmcl | ...) is "
-            "not implemented yet; use config.model='cgmvae'"
+        if config.loss not in MLP_LOSSES:
+            raise ValueError(f"config.loss must be one of {MLP_LOSSES}, got {config.loss!r}")
+        distance_scale = float(config.kmcl_distance_scale)
+        mlp_settings = dict(
+            loss=str(config.loss),
+            asl_gamma_pos=float(config.asl_gamma_pos),
+            asl_gamma_neg=float(config.asl_gamma_neg),
+            asl_clip=float(config.asl_clip),
+            kmcl_weight=float(config.kmcl_weight),
+            kmcl_temperature=float(config.kmcl_temperature),
+            kmcl_distance_scale=distance_scale if distance_scale > 0 else None,
+            clml_weight=float(config.clml_weight),
+            clml_threshold=float(config.clml_threshold),
+            clml_start_epoch=int(config.clml_start_epoch),
         )
+
+        def mlp_loss_fn(outputs, labels, weights, *, epoch=None):
+            return mlp_loss(outputs, labels, weights, epoch=epoch, **mlp_settings)
+
+        return mlp_loss_fn
     if config.model != "cgmvae":
         raise ValueError(f"config.model must be 'cgmvae' or 'mlp', got {config.model!r}")
     if config.prior not in PRIORS:

@@ -6,6 +6,8 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   # ablation (paper Table 4) and less training data (paper Table 5 / Fig. 2)
   python launch/reproduce.py --grid=ablation --workdir=runs/reproduce --data_dir=...
   python launch/reproduce.py --grid=fraction --workdir=runs/reproduce --data_dir=...
+  # the loss library on one MLP (BCE, ASL, ASL+KMCL, BCE+CLML, ASL+CLML) beside C-GMVAE
+  python launch/reproduce.py --grid=losses --workdir=runs/reproduce --data_dir=...
   # a shorter grid on two data sets; rebuild the tables from finished runs only
   python launch/reproduce.py --grid=main --datasets=yeast,sider --num_epochs=20 ...
   python launch/reproduce.py --grid=main --collect_only ...
@@ -25,7 +27,9 @@ failing cell is reported and skipped. Outputs in `--out` (default benchmarks/res
 
 Variants: `cgmvae` (the config as is), `unimodal` (prior="unimodal"), `mixture_only`
 (contrastive_weight=0), `contrastive_only` (kl_weight=0), `br` (one-vs-rest logistic
-regression on the same splits and standardised features, `benchmarks/baselines.py`);
+regression on the same splits and standardised features, `benchmarks/baselines.py`),
+`mlp_<loss>` (model="mlp" trained with that loss: `mlp_bce`, `mlp_asl`, `mlp_asl_kmcl`,
+`mlp_bce_clml`, `mlp_asl_clml`, as configs/mlp_*.py, with the data set's other settings);
 `<variant>@<fraction>` trains on that fraction of the training split.
 """
 
@@ -71,6 +75,11 @@ VARIANT_OVERRIDES = {
     "mixture_only": {"contrastive_weight": 0.0},
     "contrastive_only": {"kl_weight": 0.0},
     "br": {},
+    "mlp_bce": {"model": "mlp", "loss": "bce"},
+    "mlp_asl": {"model": "mlp", "loss": "asl"},
+    "mlp_asl_kmcl": {"model": "mlp", "loss": "asl+kmcl"},
+    "mlp_bce_clml": {"model": "mlp", "loss": "bce+clml"},
+    "mlp_asl_clml": {"model": "mlp", "loss": "asl+clml"},
 }
 VARIANT_TITLES = {
     "cgmvae": "C-GMVAE",
@@ -78,6 +87,11 @@ VARIANT_TITLES = {
     "mixture_only": "mixture only (no contrastive)",
     "contrastive_only": "contrastive only (no KL)",
     "br": "binary relevance",
+    "mlp_bce": "MLP, binary cross-entropy",
+    "mlp_asl": "MLP, asymmetric loss",
+    "mlp_asl_kmcl": "MLP, ASL + KMCL",
+    "mlp_bce_clml": "MLP, BCE + CLML",
+    "mlp_asl_clml": "MLP, ASL + CLML",
 }
 TABLE_METRICS = (
     ("example_f1", "ex-F1"),
@@ -126,6 +140,14 @@ GRIDS = {
         ("cgmvae", "unimodal", "br"),
         (0.1, 0.5, 1.0),
         description="Less training data (paper Table 5 / Fig. 2): train_fraction 0.1, 0.5, 1.0.",
+    ),
+    "losses": Grid(
+        ("yeast", "scene", "emotions", "sider"),
+        ("mlp_bce", "mlp_asl", "mlp_asl_kmcl", "mlp_bce_clml", "mlp_asl_clml", "cgmvae"),
+        description=(
+            "Loss library (issue 7): one feature MLP (feature_hidden, dropout, optimiser and "
+            "schedule of the data set's config) trained with each loss, beside C-GMVAE."
+        ),
     ),
     # configs/smoke.py (synthetic data, tiny model): exercises the whole pipeline in tests.
     "smoke": Grid(
@@ -445,6 +467,7 @@ def render_markdown(
                     lines.append(f"| {dataset} | {label} | {seeds} | " + " | ".join(values) + " |")
         lines.append("")
     lines += _gain_over_br(grid, present, table)
+    lines += _gap_to_cgmvae(grid, present, table)
     lines += ["## Variants", ""]
     for variant in grid.variants:
         overrides = VARIANT_OVERRIDES[variant]
@@ -507,6 +530,51 @@ def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
                     any_row = True
                     lines.append(f"| {dataset} | {name} | " + " | ".join(gains) + " |")
     return lines + [""] if any_row else []
+
+
+def _gap_to_cgmvae(grid: Grid, datasets: list[str], table: dict) -> list[str]:
+    """Macro-F1 of each MLP variant minus C-GMVAE's, per protocol, and its mean over data sets."""
+    variants = [v for v in grid.variants if v.startswith("mlp_")]
+    if "cgmvae" not in grid.variants or not variants:
+        return []
+    lines = [
+        "## Macro-F1 relative to C-GMVAE",
+        "",
+        "Macro-F1 of the variant minus that of C-GMVAE on the same split (negative means "
+        "C-GMVAE is better); `mean` averages over the data sets where both have results, "
+        "and the variants are ranked by it (val_tuned protocol).",
+        "",
+        "| data set | variant | " + " | ".join(PROTOCOL_ORDER) + " |",
+        "|---|---|" + "---|" * len(PROTOCOL_ORDER),
+    ]
+    gaps = collections.defaultdict(list)  # (variant, protocol) -> [gap per data set]
+    for dataset in datasets:
+        for variant in variants:
+            cells = []
+            for protocol in PROTOCOL_ORDER:
+                ours = table.get((dataset, variant, protocol, "macro_f1"))
+                base = table.get((dataset, "cgmvae", protocol, "macro_f1"))
+                if ours and base:
+                    gaps[(variant, protocol)].append(ours["mean"] - base["mean"])
+                cells.append(f"{ours['mean'] - base['mean']:+.3f}" if ours and base else "–")
+            if any(c != "–" for c in cells):
+                lines.append(f"| {dataset} | {variant} | " + " | ".join(cells) + " |")
+    if not gaps:
+        return []
+
+    def mean_gap(variant, protocol):
+        values = gaps.get((variant, protocol))
+        return float(np.mean(values)) if values else None
+
+    ranked = sorted(
+        (v for v in variants if mean_gap(v, "val_tuned") is not None),
+        key=lambda v: -mean_gap(v, "val_tuned"),
+    )
+    for variant in ranked:
+        cells = [mean_gap(variant, p) for p in PROTOCOL_ORDER]
+        text = [f"{c:+.3f}" if c is not None else "–" for c in cells]
+        lines.append(f"| mean | {variant} | " + " | ".join(text) + " |")
+    return lines + [""]
 
 
 # ----------------------------------------------------------------------------------------------

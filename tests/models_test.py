@@ -372,9 +372,10 @@ class MakeModelTest(parameterized.TestCase):
             (model.param_init, model.prior, model.dtype), ("torch", "mixture", jnp.float32)
         )
 
-    def test_mlp_not_implemented_and_bad_values_raise(self):
-        with self.assertRaises(NotImplementedError):
-            models.make_model(self.config(model="mlp"), F, L)
+    def test_mlp_model_and_bad_values_raise(self):
+        self.assertIsInstance(
+            models.make_model(self.config(model="mlp"), F, L), models.MLPClassifier
+        )
         with self.assertRaisesRegex(ValueError, "model"):
             models.make_model(self.config(model="transformer"), F, L)
         with self.assertRaisesRegex(ValueError, "dtype"):

@@ -448,8 +448,8 @@ class MakeLossFnTest(parameterized.TestCase):
 
     def test_unsupported_configs_raise(self):
         config = config_lib.base_config()
-        config.model = "mlp"
-        with self.assertRaises(NotImplementedError):
+        config.model, config.loss = "mlp", "focal"
+        with self.assertRaisesRegex(ValueError, "loss"):
             objective.make_loss_fn(config)
         for field, value in (("model", "gan"), ("prior", "flat"), ("kl_direction", "up")):
             config = config_lib.base_config()

@@ -317,5 +317,40 @@ class SmokeGridTest(absltest.TestCase):
                 self.assertIn("## Cells without results", f.read())
 
 
+class LossesGridTest(parameterized.TestCase):
+    @parameterized.parameters(
+        ("mlp_bce", "bce"),
+        ("mlp_asl", "asl"),
+        ("mlp_asl_kmcl", "asl+kmcl"),
+        ("mlp_bce_clml", "bce+clml"),
+        ("mlp_asl_clml", "asl+clml"),
+    )
+    def test_mlp_variants(self, variant, loss):
+        self.assertIn(variant, reproduce.GRIDS["losses"].variants)
+        config = reproduce.cell_config(reproduce.Cell("scene", variant, 1.0), seeds=3)
+        self.assertEqual((config.model, config.loss), ("mlp", loss))
+        self.assertEqual(config.learning_rate, 0.003)  # the data set's settings (configs/scene.py)
+
+    def test_gap_to_cgmvae_table(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            for dataset, base in (("yeast", 0.50), ("sider", 0.60)):
+                _write_cell(runs, dataset, "cgmvae", 1.0, _fake_results([base]), seeds=1)
+                _write_cell(runs, dataset, "mlp_asl", 1.0, _fake_results([base - 0.1]), seeds=1)
+                _write_cell(runs, dataset, "mlp_bce", 1.0, _fake_results([base - 0.2]), seeds=1)
+            summary = reproduce.run_grid(
+                "losses", workdir=runs, out=out, seeds=1, collect_only=True
+            )
+            with open(summary["markdown"], encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("## Macro-F1 relative to C-GMVAE", text)
+            self.assertIn("| sider | mlp_bce | -0.200 | -0.200 | -0.200 |", text)
+            ranking = text.split("## Macro-F1 relative to C-GMVAE")[1]
+            self.assertLess(
+                ranking.index("| mean | mlp_asl |"), ranking.index("| mean | mlp_bce |")
+            )
+            self.assertIn("`mlp_asl_kmcl` (MLP, ASL + KMCL): `model=mlp`, `loss=asl+kmcl`", text)
+
+
 if __name__ == "__main__":
     absltest.main()

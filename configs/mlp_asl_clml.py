@@ -1,0 +1,21 @@
+r"""MLP baseline trained with ASL + the CLML term (config.loss = "asl+clml").
+
+ASL + the CLML nuclear-norm term with label correction (Ma et al., arXiv 2209.01314).
+Same data, splits, training loop, checkpoints and metrics as C-GMVAE; the model is
+`models.MLPClassifier` (feature MLP of size feature_hidden -> linear logits). The data set is a
+flag (default yeast); the other settings are the base defaults (yeast's):
+
+  python launch/train.py --config=configs/mlp_asl_clml.py --config.dataset=scene \
+      --workdir=runs/scene-mlp_asl_clml
+"""
+
+from cgmvae_jax import config_lib
+
+
+def get_config():
+    """Returns the mlp_asl_clml configuration."""
+    config = config_lib.base_config()
+    config.dataset = "yeast"
+    config.model = "mlp"
+    config.loss = "asl+clml"
+    return config

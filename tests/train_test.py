@@ -1,5 +1,6 @@
 """Tests of the training system: schedule, optimizer, steps, epoch loop, outputs and resume."""
 
+import csv
 import importlib.util
 import json
 import math
@@ -12,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from cgmvae_jax import config_lib, train
+from cgmvae_jax import config_lib, metrics, train
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _METRIC_KEYS = {
@@ -242,6 +243,27 @@ class TrainAndEvaluateTest(parameterized.TestCase):
             state, _ = trainer.run_steps(state, data_x, data_y, idx, w)
         self.assertEqual(trainer._steps_gather._cache_size(), 1)
         self.assertEqual(trainer._epoch_indices._cache_size(), 1)
+
+    def test_load_best_scores_and_writes_predictions_csv(self):
+        spec = importlib.util.spec_from_file_location(
+            "evaluate_launcher", os.path.join(_REPO, "launch/evaluate.py")
+        )
+        launcher = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(launcher)
+        trainer, params, splits, dataset, info = train.load_best(self.workdir)
+        self.assertEqual(info["best_epoch"], [self.results["best_epoch"]])
+        probs = trainer.predict(params, splits.test_x)[0]
+        self.assertEqual(probs.shape, splits.test_y.shape)
+        # The best checkpoint reproduces the test metrics of results.json.
+        fixed = metrics.fixed_protocol(probs, splits.test_y)
+        self.assertAlmostEqual(fixed["macro_f1"], self.results["test"]["fixed"]["macro_f1"])
+        path = os.path.join(self.root, "pred.csv")
+        launcher.write_csv(path, probs, list(dataset.label_names), 0.5, 3)
+        with open(path) as f:
+            rows = list(csv.reader(f))
+        self.assertEqual(len(rows), len(probs) + 1)
+        self.assertEqual(rows[0][:3], ["row", "predicted_labels", "top_3"])
+        self.assertLen(rows[1][2].split(), 3)
 
     def test_incompatible_workdir_is_refused(self):
         other = smoke_config(embedding_dim=16)

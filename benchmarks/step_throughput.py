@@ -596,6 +596,42 @@ def _mb(value) -> str:
     return "–" if value is None else f"{value / 2**20:.0f}"
 
 
+def _torch_mfu(row: dict) -> float | None:
+    try:
+        return (
+            row["torch_matmul_flops_per_step"]
+            * row["torch_steps_per_sec"]
+            / row["matmul_peak_flops"]
+        )
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _ratio_bound(row: dict) -> float | None:
+    try:
+        return row["matmul_peak_flops"] / row["flops_per_step"] / row["torch_steps_per_sec"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _machine(row: dict) -> str:
+    return (
+        f"{row.get('cpu_model', '?')}, {row.get('available_cores', '?')} cores usable, "
+        f"{row.get('ram_gb', '?')} GiB RAM, {row.get('platform', '?')}"
+    )
+
+
+def _dates(rows: list[dict], machine: str) -> str:
+    dates = sorted(r.get("date_utc", "") for r in rows if _machine(r) == machine)
+    return f"{dates[0][:16]} … {dates[-1][:16]} UTC" if dates else "–"
+
+
+def _machines_line(rows: list[dict]) -> str:
+    ok = [r for r in rows if "error" not in r]
+    machines = sorted({_machine(r) for r in ok})
+    return "Measured on " + "; ".join(f"{m} ({_dates(ok, m)})" for m in machines) + "."
+
+
 def markdown(rows: list[dict]) -> str:
     """The results table (Markdown) of all rows, by group."""
     ok = [r for r in rows if "error" not in r]
@@ -610,8 +646,10 @@ def markdown(rows: list[dict]) -> str:
         "how: the module docstring of `benchmarks/step_throughput.py`.",
         "",
         f"- Date (UTC): {dates[0][:16] if dates else '–'} … {dates[-1][:16] if dates else '–'}",
-        f"- Machine: {first.get('cpu_model', '?')}, {first.get('available_cores', '?')} cores "
-        f"usable, {first.get('ram_gb', '?')} GiB RAM, {first.get('platform', '?')}",
+        "- Machine(s): "
+        + "; ".join(f"{m} ({_dates(ok, m)})" for m in sorted({_machine(r) for r in ok}))
+        + ". Ratios and MFU compare programs of the same run, so every row is self-consistent; "
+        "rows of different machines are not comparable in absolute steps/s.",
         f"- Versions: python {first.get('python')}, jax {first.get('jax_version')}, jaxlib "
         f"{first.get('jaxlib_version')}, flax {first.get('flax_version')}, optax "
         f"{first.get('optax_version')}, numpy {first.get('numpy_version')}, torch "
@@ -628,7 +666,9 @@ def markdown(rows: list[dict]) -> str:
         "*compile* = seconds to compile "
         "the 1-step / scan program; *XLA temp* = temporary buffers of one step (MiB, "
         "`memory_analysis`); *RSS* = peak resident memory of the whole process (MiB, incl. "
-        "torch).",
+        "torch); *torch MFU* = the reference's analytic matmul FLOPs per step × its steps/s ÷ "
+        "the same peak; *ratio bound* = the ratio jax would reach at 100 % MFU (peak ÷ jax "
+        "FLOPs per step ÷ torch steps/s), the roofline no rewrite of the same FLOPs can beat.",
         "",
     ]
     groups = {
@@ -640,17 +680,18 @@ def markdown(rows: list[dict]) -> str:
     }
     header = (
         "| setting | B | F | L | E | scan | jax steps/s | 1/call | torch steps/s | ratio | "
-        "ratio 1/call | MFU | GFLOP/step | compile s (1 / scan) | XLA temp MiB | RSS MiB | load |"
+        "ratio 1/call | MFU | torch MFU | ratio bound | GFLOP/step | compile s (1 / scan) | "
+        "XLA temp MiB | RSS MiB | load |"
     )
-    sep = "|" + "---|" * 17
+    sep = "|" + "---|" * 19
     for group, title in groups.items():
         sel = [r for r in rows if r.get("group") == group]
         if not sel:
             continue
-        lines += [f"## {title}", "", header, sep]
+        lines += [f"## {title}", "", _machines_line(sel), "", header, sep]
         for r in sel:
             if "error" in r:
-                lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 15)
+                lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 17)
                 continue
             lines.append(
                 f"| {r['name']} | {r['batch_size']} | {r['num_features']} | {r['num_labels']} | "
@@ -658,6 +699,7 @@ def markdown(rows: list[dict]) -> str:
                 f"| {_fmt(r.get('jax_steps_per_sec_call1'))} | "
                 f"{_fmt(r.get('torch_steps_per_sec'))} | {_fmt(r.get('ratio'))}× | "
                 f"{_fmt(r.get('ratio_call1'))}× | {_fmt(r.get('mfu'), '.0%')} | "
+                f"{_fmt(_torch_mfu(r), '.0%')} | {_fmt(_ratio_bound(r))}× | "
                 f"{_fmt(r.get('flops_per_step', 0) / 1e9)} | "
                 f"{_fmt(r.get('compile_seconds'), '.1f')} / "
                 f"{_fmt(r.get('compile_seconds_scan'), '.1f')} | "
@@ -669,6 +711,8 @@ def markdown(rows: list[dict]) -> str:
     if seeds:
         lines += [
             "## Many seeds: S vmapped seeds in one program vs S sequential single-seed runs",
+            "",
+            _machines_line(seeds),
             "",
             "| setting | S | single-seed steps/s | vmapped steps/s (S seeds each) | seed-steps/s "
             "vmapped | seed-steps/s sequential | speedup | load |",
@@ -689,6 +733,8 @@ def markdown(rows: list[dict]) -> str:
     if devices:
         lines += [
             "## Data parallelism over simulated devices",
+            "",
+            _machines_line(devices),
             "",
             "`XLA_FLAGS=--xla_force_host_platform_device_count=8`, `--config.num_devices=N`: the "
             "batch is sharded over N CPU 'devices' that share the same cores, so this shows the "

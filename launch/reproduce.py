@@ -222,19 +222,24 @@ class Cell:
         return variant_name(self.variant, self.fraction)
 
 
-def grid_cells(grid: Grid, datasets: list[str] | None = None) -> list[Cell]:
-    """The grid's cells in table order (data set, then variant, then fraction)."""
-    if datasets:
-        unknown = sorted(set(datasets) - set(grid.datasets))
+def grid_cells(
+    grid: Grid, datasets: list[str] | None = None, variants: list[str] | None = None
+) -> list[Cell]:
+    """The grid's cells in table order (data set, then variant, then fraction), optionally only
+    those of some data sets and base variants."""
+    for flag, chosen, known in (
+        ("datasets", datasets, grid.datasets),
+        ("variants", variants, grid.variants),
+    ):
+        unknown = sorted(set(chosen or ()) - set(known))
         if unknown:
-            raise ValueError(
-                f"--datasets {','.join(unknown)} not in this grid ({', '.join(grid.datasets)})."
-            )
+            raise ValueError(f"--{flag} {','.join(unknown)} not in this grid ({', '.join(known)}).")
     return [
         Cell(d, v, f)
         for d in grid.datasets
         if not datasets or d in datasets
         for v in grid.variants
+        if not variants or v in variants
         for f in grid.fractions
     ]
 
@@ -387,6 +392,7 @@ def render_markdown(
     machine: dict,
     runs: dict | None = None,
     failures: list[tuple[str, str]] = (),
+    carried: list[str] = (),
 ) -> str:
     """The `reproduce_<grid>.md` text for the grid's rows.
 
@@ -398,6 +404,8 @@ def render_markdown(
       runs: Optional {"epochs": set, "seeds": set, "finished": (first, last) ISO dates,
         "br_c": {cell: chosen C}}.
       failures: [(cell, message)] of cells without results.
+      carried: Cells ("dataset/variant") whose rows come from reproduce.json, not from a run
+        directory of this invocation's workdir.
     """
     grid = GRIDS[grid_name]
     variants = [variant_name(v, f) for v in grid.variants for f in grid.fractions]
@@ -433,6 +441,11 @@ def render_markdown(
             + ", ".join(str(s) for s in sorted(runs["seeds"]))
             + " (trained together, vmapped); mean ± std (ddof 0) over seeds. BR is "
             "deterministic: one run, no ± shown."
+        )
+    if carried:
+        lines.append(
+            "- Cells carried over from `reproduce.json` (run earlier, their run directories "
+            "are not in this workdir; epochs and seeds as recorded there): " + ", ".join(carried)
         )
     lines += [
         "- All numbers: test split, best-on-validation epoch (validation macro-F1 at the "
@@ -641,6 +654,7 @@ def run_grid(
     out: str,
     seeds: int = 3,
     datasets: list[str] | None = None,
+    variants: list[str] | None = None,
     num_epochs: int | None = None,
     data_dir: str | None = None,
     br_cs=(0.01, 0.1, 1.0),
@@ -655,6 +669,7 @@ def run_grid(
       out: Output directory (reproduce.json, reproduce_<grid>.md, figures/).
       seeds: `config.num_seeds` of every trained cell.
       datasets: Run only these data sets of the grid (tables still include every finished cell).
+      variants: Run only these base variants of the grid (same).
       num_epochs: Override of `config.num_epochs` (default: the grid's, else each config's).
       data_dir: Override of `config.data_dir`.
       br_cs: Candidate C values of the BR baseline (chosen on validation).
@@ -667,7 +682,7 @@ def run_grid(
     """
     grid = GRIDS[grid_name]
     num_epochs = num_epochs or grid.num_epochs
-    selected = set(grid_cells(grid, datasets))
+    selected = set(grid_cells(grid, datasets, variants))
     failures, ran, collected = [], [], {}
     interrupted = False
     stop_errors = (KeyboardInterrupt,)
@@ -708,7 +723,7 @@ def run_grid(
         collected[cell] = (results, results_path)
 
     reported = {label for label, _ in failures}
-    for cell in grid_cells(grid, datasets):
+    for cell in grid_cells(grid, datasets, variants):
         label = f"{cell.dataset}/{cell.name}"
         if cell not in collected and label not in reported:
             config = cell_config(cell, seeds=seeds, num_epochs=num_epochs, data_dir=data_dir)
@@ -721,7 +736,15 @@ def run_grid(
     os.makedirs(out, exist_ok=True)
     json_path = os.path.join(out, "reproduce.json")
     existing = _read_json(json_path) if os.path.exists(json_path) else []
-    _write_json(json_path, merge_rows(existing, rows))
+    merged = merge_rows(existing, rows)
+    _write_json(json_path, merged)
+    # The tables show every cell of the grid on record: cells finished in this workdir, and
+    # cells whose run directories are elsewhere (another machine or workdir) but whose rows
+    # reproduce.json keeps.
+    names = {(c.dataset, c.name) for c in grid_cells(grid)}
+    fresh = {(c.dataset, c.name) for c in collected}
+    table_rows = [r for r in merged if (r["dataset"], r["variant"]) in names]
+    carried = sorted({(r["dataset"], r["variant"]) for r in table_rows} - fresh)
 
     trained = [r for c, (r, _) in collected.items() if c.variant != "br"]
     times = sorted(
@@ -742,11 +765,12 @@ def run_grid(
     }
     markdown = render_markdown(
         grid_name,
-        rows,
+        table_rows,
         command=command or f"run_grid({grid_name!r})",
         machine=machine_description(),
         runs=runs,
-        failures=failures,
+        failures=[(f, m) for f, m in failures if tuple(f.split("/", 1)) not in set(carried)],
+        carried=[f"{d}/{v}" for d, v in carried],
     )
     md_path = os.path.join(out, f"reproduce_{grid_name}.md")
     with open(md_path, "w", encoding="utf-8") as f:
@@ -793,6 +817,7 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer("seeds", 3, "config.num_seeds of every trained cell (one vmapped run).")
     flags.DEFINE_list("datasets", None, "Run only these data sets of the grid.")
+    flags.DEFINE_list("variants", None, "Run only these variants of the grid (e.g. mlp_bce).")
     flags.DEFINE_integer("num_epochs", None, "Override config.num_epochs (shorter grids).")
     flags.DEFINE_string("data_dir", None, "Override config.data_dir (default: $CGMVAE_DATA).")
     flags.DEFINE_list("br_c", ["0.01", "0.1", "1"], "BR: C values, chosen on validation macro-F1.")
@@ -820,6 +845,7 @@ def main(argv):
             out=out,
             seeds=FLAGS.seeds,
             datasets=FLAGS.datasets,
+            variants=FLAGS.variants,
             num_epochs=FLAGS.num_epochs,
             data_dir=FLAGS.data_dir,
             br_cs=tuple(float(c) for c in FLAGS.br_c),

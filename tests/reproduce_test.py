@@ -89,6 +89,10 @@ class GridTest(parameterized.TestCase):
         self.assertLen(subset, 4)
         with self.assertRaisesRegex(ValueError, "nus_vec"):
             reproduce.grid_cells(reproduce.GRIDS["main"], ["nus_vec"])
+        losses = reproduce.grid_cells(reproduce.GRIDS["losses"], ["yeast"], ["mlp_bce", "mlp_asl"])
+        self.assertEqual([c.name for c in losses], ["mlp_bce", "mlp_asl"])
+        with self.assertRaisesRegex(ValueError, "--variants mlp_focal not in this grid"):
+            reproduce.grid_cells(reproduce.GRIDS["losses"], variants=["mlp_focal"])
 
     @parameterized.named_parameters(
         ("cgmvae", "cgmvae", {"prior": "mixture", "kl_weight": 6.0, "contrastive_weight": 1.0}),
@@ -350,6 +354,35 @@ class LossesGridTest(parameterized.TestCase):
                 ranking.index("| mean | mlp_asl |"), ranking.index("| mean | mlp_bce |")
             )
             self.assertIn("`mlp_asl_kmcl` (MLP, ASL + KMCL): `model=mlp`, `loss=asl+kmcl`", text)
+
+    def test_rows_of_earlier_runs_fill_the_tables(self):
+        # C-GMVAE ran elsewhere (only its reproduce.json rows are here); the MLP cell ran in
+        # this workdir: the losses table shows both and the gap between them.
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            _write_cell(runs, "yeast", "mlp_bce", 1.0, _fake_results([0.40]), seeds=1)
+            os.makedirs(out)
+            earlier = reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.55]))
+            with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
+                json.dump(earlier, f)
+            summary = reproduce.run_grid(
+                "losses",
+                workdir=runs,
+                out=out,
+                seeds=1,
+                collect_only=True,
+                datasets=["yeast"],
+                variants=["mlp_bce"],
+            )
+            with open(summary["markdown"], encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| yeast | cgmvae | 1 | 0.560 |", text)
+            self.assertIn("| yeast | mlp_bce | 1 | 0.410 |", text)
+            self.assertIn("| yeast | mlp_bce | -0.150 | -0.150 | -0.150 |", text)
+            self.assertIn("Cells carried over from `reproduce.json`", text)
+            self.assertIn("yeast/cgmvae", text.split("Cells carried over")[1].splitlines()[0])
+            self.assertNotIn("yeast/cgmvae: not run", text)
+            self.assertEqual(summary["failures"], [])  # only yeast/mlp_bce was asked for
 
 
 if __name__ == "__main__":

@@ -1045,11 +1045,21 @@ def clml_loss(
     def group_norm(member):  # [..., B] -> [...]
         return _nuclear_norm(member[..., :, None] * features, sv_threshold)
 
+    # The whole batch is one more group (a row of ones), so that every SVD of the loss runs in
+    # one LAPACK call, or in calls one after the other (chunks): two SVD calls that XLA:CPU
+    # runs side by side each wait on their batch tasks in the same intra-op thread pool,
+    # which deadlocks a pool of two threads (jaxlib 0.10 on a 2-core machine).
+    groups = jnp.concatenate([members, jnp.ones((1, features.shape[0]), features.dtype)])
     if label_chunk_size is None:
-        group_norms = group_norm(members)  # [C]
+        norms = group_norm(groups)  # [C + 1]
     else:
-        group_norms = jax.lax.map(group_norm, members, batch_size=label_chunk_size)  # [C]
+        # Padded to whole chunks (all-zero groups, norm 0): lax.map would run a remainder as a
+        # second SVD call beside the loop.
+        pad = -groups.shape[0] % label_chunk_size
+        groups = jnp.concatenate([groups, jnp.zeros((pad, groups.shape[1]), groups.dtype)])
+        norms = jax.lax.map(group_norm, groups, batch_size=label_chunk_size)  # [C + 1 + pad]
+        norms = norms[: members.shape[0] + 1]
+    group_norms, total = norms[:-1], norms[-1]
     # where, not maximum: the gradient flows only where the norm exceeds delta.
     local = jnp.sum(jnp.where(group_norms > delta, group_norms, delta))
-    total = _nuclear_norm(features, sv_threshold)
     return lam / features.shape[0] * (local - total)

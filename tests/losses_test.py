@@ -4,6 +4,7 @@ import doctest
 import functools
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -1088,6 +1089,31 @@ class ClmlLossTest(parameterized.TestCase):
         zero_value, zero_grad = jax.jit(jax.value_and_grad(fn))(np.zeros((6, 3), np.float32))
         np.testing.assert_allclose(zero_value, 5 / 6, rtol=1e-6)  # every label gives delta
         np.testing.assert_array_equal(zero_grad, 0.0)
+
+    @parameterized.named_parameters(("whole", None), ("chunked", 2))
+    def test_svds_never_run_side_by_side(self, chunk):
+        # Two LAPACK SVD calls that XLA:CPU runs at the same time can deadlock its intra-op
+        # thread pool on a 2-core machine: the loss and its gradient (vmapped over seeds, as
+        # training runs it) hold one SVD call, or, chunked, calls chained by data dependence.
+        if jax.default_backend() != "cpu":
+            self.skipTest("LAPACK custom calls are the CPU backend's")
+        rng = np.random.default_rng(76)
+        features = rng.normal(size=(3, 8, 5)).astype(np.float32)  # [seeds, B, D]
+        logits = rng.normal(size=(3, 8, 4)).astype(np.float32)
+        labels = rng.random((3, 8, 4)) < 0.5
+
+        def loss(x, s, y):
+            return losses.clml_loss(x, s, y, epoch=1, label_chunk_size=chunk)
+
+        step = jax.jit(jax.vmap(jax.value_and_grad(loss)))
+        hlo = step.lower(features, logits, labels).compile().as_text()
+        # One SVD call in the program; chunked, it sits in the loop body, one chunk at a time.
+        self.assertLen(re.findall(r'custom_call_target="lapack_[sd]gesdd', hlo), 1)
+        values, grads = step(features, logits, labels)
+        for n in range(3):
+            want = loss(features[n], logits[n], labels[n])
+            np.testing.assert_allclose(values[n], want, rtol=1e-5)
+        self.assertTrue(np.all(np.isfinite(grads)))
 
     def test_vmap_and_bfloat16(self):
         rng = np.random.default_rng(75)

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from unittest import mock
 
@@ -266,6 +267,30 @@ def _fill(directory, leave_pages=0) -> str:
     return ballast
 
 
+class _KeepFull:
+    """Context manager: a thread appends to `ballast` whenever the file system has room."""
+
+    def __init__(self, ballast: str):
+        self._ballast, self._stop = ballast, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with open(self._ballast, "ab", buffering=0) as f:
+            while not self._stop.is_set():
+                with contextlib.suppress(OSError):
+                    while f.write(b"\0" * 4096) == 4096:
+                        pass
+                time.sleep(0.01)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 class _FaultTestCase(parameterized.TestCase):
     def assertTreesEqual(self, a, b):
         la, lb = _leaves(a), _leaves(b)
@@ -395,7 +420,10 @@ class InterruptionTest(_FaultTestCase):
             run = _Run.smoke(workdir)
             self.assertTrue(_poll(new_checkpoint(before), run), run.err)
             ballast = _fill(mount)
-            self.assertEqual(run.wait(), 1, run.err)
+            # The run frees pages when it drops old checkpoints; keep the disk full until the
+            # run stops, so that the test does not depend on when the fill happened.
+            with _KeepFull(ballast):
+                self.assertEqual(run.wait(), 1, run.err)
             errors = [x for x in run.err.splitlines() if x.startswith("error: ")]
             self.assertLen(errors, 1, run.err)
             self.assertRegex(errors[0], "disk is full|No space left on device")

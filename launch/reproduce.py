@@ -744,7 +744,7 @@ def run_grid(
     names = {(c.dataset, c.name) for c in grid_cells(grid)}
     fresh = {(c.dataset, c.name) for c in collected}
     table_rows = [r for r in merged if (r["dataset"], r["variant"]) in names]
-    carried = sorted({(r["dataset"], r["variant"]) for r in table_rows} - fresh)
+    carried = {(r["dataset"], r["variant"]) for r in table_rows} - fresh
 
     trained = [r for c, (r, _) in collected.items() if c.variant != "br"]
     times = sorted(
@@ -769,8 +769,8 @@ def run_grid(
         command=command or f"run_grid({grid_name!r})",
         machine=machine_description(),
         runs=runs,
-        failures=[(f, m) for f, m in failures if tuple(f.split("/", 1)) not in set(carried)],
-        carried=[f"{d}/{v}" for d, v in carried],
+        failures=[(f, m) for f, m in failures if tuple(f.split("/", 1)) not in carried],
+        carried=[f"{d}/{v}" for d, v in sorted(carried)],
     )
     md_path = os.path.join(out, f"reproduce_{grid_name}.md")
     with open(md_path, "w", encoding="utf-8") as f:

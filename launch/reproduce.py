@@ -10,6 +10,7 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   python launch/reproduce.py --grid=losses --workdir=runs/reproduce --data_dir=...
   # a shorter grid on two data sets; rebuild the tables from finished runs only
   python launch/reproduce.py --grid=main --datasets=yeast,sider --num_epochs=20 ...
+  python launch/reproduce.py --grid=fraction --fractions=0.1 --variants=cgmvae,unimodal ...
   python launch/reproduce.py --grid=main --collect_only ...
 
 Every cell (data set x variant x train fraction) is one call of `train.train_and_evaluate`
@@ -30,7 +31,9 @@ Variants: `cgmvae` (the config as is), `unimodal` (prior="unimodal"), `mixture_o
 regression on the same splits and standardised features, `benchmarks/baselines.py`),
 `mlp_<loss>` (model="mlp" trained with that loss: `mlp_bce`, `mlp_asl`, `mlp_asl_kmcl`,
 `mlp_bce_clml`, `mlp_asl_clml`, as configs/mlp_*.py, with the data set's other settings);
-`<variant>@<fraction>` trains on that fraction of the training split.
+`<variant>@<fraction>` trains on that fraction of the training split, with the config's
+batch size unless that leaves fewer than 4 batches per epoch (then n_train // 4; the run's
+config.json and results.json record it).
 """
 
 import collections
@@ -223,15 +226,22 @@ class Cell:
 
 
 def grid_cells(
-    grid: Grid, datasets: list[str] | None = None, variants: list[str] | None = None
+    grid: Grid,
+    datasets: list[str] | None = None,
+    variants: list[str] | None = None,
+    fractions: list[float] | None = None,
 ) -> list[Cell]:
     """The grid's cells in table order (data set, then variant, then fraction), optionally only
-    those of some data sets and base variants."""
+    those of some data sets, base variants and train fractions."""
+    fractions = None if fractions is None else [float(f) for f in fractions]
     for flag, chosen, known in (
         ("datasets", datasets, grid.datasets),
         ("variants", variants, grid.variants),
+        ("fractions", fractions, grid.fractions),
     ):
         unknown = sorted(set(chosen or ()) - set(known))
+        unknown = [f"{u:g}" if isinstance(u, float) else u for u in unknown]
+        known = [f"{k:g}" if isinstance(k, float) else k for k in known]
         if unknown:
             raise ValueError(f"--{flag} {','.join(unknown)} not in this grid ({', '.join(known)}).")
     return [
@@ -241,6 +251,7 @@ def grid_cells(
         for v in grid.variants
         if not variants or v in variants
         for f in grid.fractions
+        if not fractions or f in fractions
     ]
 
 
@@ -276,6 +287,19 @@ def cell_config(
     return config
 
 
+# A train fraction keeps the config's batch size unless that leaves fewer batches per epoch.
+MIN_BATCHES_PER_EPOCH = 4
+
+
+def fraction_batch_size(config) -> int:
+    """The config's batch size, or n_train // MIN_BATCHES_PER_EPOCH when the training split left
+    by `config.train_fraction` holds fewer than MIN_BATCHES_PER_EPOCH batches (e.g. scene at
+    0.1 has 109 training rows: batch 27 instead of 128, which would not fit once)."""
+    _, splits = data.load_from_config(config)
+    n = int(splits.train_x.shape[0])
+    return int(min(int(config.batch_size), max(1, n // MIN_BATCHES_PER_EPOCH)))
+
+
 def cell_workdir(root: str, cell: Cell, config) -> str:
     """Run directory of a cell; seeds and epochs are part of the name (no mixing of runs)."""
     if cell.variant == "br":
@@ -309,6 +333,20 @@ def run_cell(cell: Cell, config, workdir: str, *, br_cs=(1.0,)) -> tuple[dict, b
     if cell.variant == "br":
         return run_binary_relevance(config, workdir, br_cs), True
     from cgmvae_jax import train  # jax, flax and the model only when a cell is trained
+
+    if cell.fraction < 1.0:
+        batch_size = fraction_batch_size(config)
+        if batch_size != int(config.batch_size):
+            logging.info(
+                "%s/%s: batch size %d (the training split has fewer than %d batches of %d)",
+                cell.dataset,
+                cell.name,
+                batch_size,
+                MIN_BATCHES_PER_EPOCH,
+                config.batch_size,
+            )
+            config = config.copy_and_resolve_references()
+            config.batch_size = batch_size
 
     return train.train_and_evaluate(config, workdir), True
 
@@ -498,7 +536,9 @@ def render_markdown(
     if len(grid.fractions) > 1 or grid.fractions[0] != 1.0:
         lines.append(
             "- `<variant>@<f>`: trained on the fraction f of the training split "
-            "(`train_fraction`; validation and test unchanged)."
+            "(`train_fraction`; validation and test unchanged). The config's batch size is "
+            f"kept unless the fraction leaves fewer than {MIN_BATCHES_PER_EPOCH} batches per "
+            f"epoch; then it is n_train // {MIN_BATCHES_PER_EPOCH}."
         )
     lines += ["", "## Splits", ""]
     for dataset in present:
@@ -655,6 +695,7 @@ def run_grid(
     seeds: int = 3,
     datasets: list[str] | None = None,
     variants: list[str] | None = None,
+    fractions: list[float] | None = None,
     num_epochs: int | None = None,
     data_dir: str | None = None,
     br_cs=(0.01, 0.1, 1.0),
@@ -670,6 +711,7 @@ def run_grid(
       seeds: `config.num_seeds` of every trained cell.
       datasets: Run only these data sets of the grid (tables still include every finished cell).
       variants: Run only these base variants of the grid (same).
+      fractions: Run only these train fractions of the grid (same).
       num_epochs: Override of `config.num_epochs` (default: the grid's, else each config's).
       data_dir: Override of `config.data_dir`.
       br_cs: Candidate C values of the BR baseline (chosen on validation).
@@ -682,7 +724,7 @@ def run_grid(
     """
     grid = GRIDS[grid_name]
     num_epochs = num_epochs or grid.num_epochs
-    selected = set(grid_cells(grid, datasets, variants))
+    selected = set(grid_cells(grid, datasets, variants, fractions))
     failures, ran, collected = [], [], {}
     interrupted = False
     stop_errors = (KeyboardInterrupt,)
@@ -723,7 +765,7 @@ def run_grid(
         collected[cell] = (results, results_path)
 
     reported = {label for label, _ in failures}
-    for cell in grid_cells(grid, datasets, variants):
+    for cell in grid_cells(grid, datasets, variants, fractions):
         label = f"{cell.dataset}/{cell.name}"
         if cell not in collected and label not in reported:
             config = cell_config(cell, seeds=seeds, num_epochs=num_epochs, data_dir=data_dir)
@@ -818,6 +860,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("seeds", 3, "config.num_seeds of every trained cell (one vmapped run).")
     flags.DEFINE_list("datasets", None, "Run only these data sets of the grid.")
     flags.DEFINE_list("variants", None, "Run only these variants of the grid (e.g. mlp_bce).")
+    flags.DEFINE_list("fractions", None, "Run only these train fractions of the grid (e.g. 0.1).")
     flags.DEFINE_integer("num_epochs", None, "Override config.num_epochs (shorter grids).")
     flags.DEFINE_string("data_dir", None, "Override config.data_dir (default: $CGMVAE_DATA).")
     flags.DEFINE_list("br_c", ["0.01", "0.1", "1"], "BR: C values, chosen on validation macro-F1.")
@@ -846,6 +889,7 @@ def main(argv):
             seeds=FLAGS.seeds,
             datasets=FLAGS.datasets,
             variants=FLAGS.variants,
+            fractions=FLAGS.fractions,
             num_epochs=FLAGS.num_epochs,
             data_dir=FLAGS.data_dir,
             br_cs=tuple(float(c) for c in FLAGS.br_c),

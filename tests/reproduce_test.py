@@ -93,6 +93,12 @@ class GridTest(parameterized.TestCase):
         self.assertEqual([c.name for c in losses], ["mlp_bce", "mlp_asl"])
         with self.assertRaisesRegex(ValueError, "--variants mlp_focal not in this grid"):
             reproduce.grid_cells(reproduce.GRIDS["losses"], variants=["mlp_focal"])
+        small = reproduce.grid_cells(reproduce.GRIDS["fraction"], ["scene"], ["cgmvae"], ["0.1"])
+        self.assertEqual([c.name for c in small], ["cgmvae@0.1"])
+        with self.assertRaisesRegex(
+            ValueError, r"--fractions 0.3 not in this grid \(0.1, 0.5, 1\)"
+        ):
+            reproduce.grid_cells(reproduce.GRIDS["fraction"], fractions=[0.3])
 
     @parameterized.named_parameters(
         ("cgmvae", "cgmvae", {"prior": "mixture", "kl_weight": 6.0, "contrastive_weight": 1.0}),
@@ -303,6 +309,21 @@ class SmokeGridTest(absltest.TestCase):
             again = reproduce.run_grid("smoke", workdir=runs, out=out, seeds=2)
             self.assertEqual(again["ran"], [])  # finished cells are not run again
             self.assertLen(again["rows"], len(summary["rows"]))
+
+    def test_small_fraction_lowers_the_batch_size(self):
+        cell = reproduce.Cell("smoke", "cgmvae", 0.2)
+        config = reproduce.cell_config(cell, seeds=1, num_epochs=1)
+        _, splits = data.load_from_config(config)
+        n = splits.train_x.shape[0]
+        self.assertLess(n, reproduce.MIN_BATCHES_PER_EPOCH * config.batch_size)  # 32 too big
+        self.assertEqual(reproduce.fraction_batch_size(config), n // 4)
+        with tempfile.TemporaryDirectory() as tmp:
+            results, ran = reproduce.run_cell(cell, config, tmp)
+            self.assertTrue(ran)
+            self.assertEqual(results["config"]["batch_size"], n // 4)
+            self.assertEqual(config.batch_size, 32)  # the caller's config is not changed
+        full = reproduce.cell_config(reproduce.Cell("smoke", "cgmvae", 1.0), seeds=1)
+        self.assertEqual(reproduce.fraction_batch_size(full), full.batch_size)
 
     def test_failing_cell_is_reported_and_grid_goes_on(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -787,6 +787,12 @@ def run_grid(
     fresh = {(c.dataset, c.name) for c in collected}
     table_rows = [r for r in merged if (r["dataset"], r["variant"]) in names]
     carried = {(r["dataset"], r["variant"]) for r in table_rows} - fresh
+    # A carried cell is on record, so "not run here" is no failure; a failed run still is.
+    failures = [
+        (f, m)
+        for f, m in failures
+        if not (m.startswith("not run") and tuple(f.split("/", 1)) in carried)
+    ]
 
     trained = [r for c, (r, _) in collected.items() if c.variant != "br"]
     times = sorted(
@@ -811,15 +817,15 @@ def run_grid(
         command=command or f"run_grid({grid_name!r})",
         machine=machine_description(),
         runs=runs,
-        failures=[(f, m) for f, m in failures if tuple(f.split("/", 1)) not in carried],
+        failures=failures,
         carried=[f"{d}/{v}" for d, v in sorted(carried)],
     )
     md_path = os.path.join(out, f"reproduce_{grid_name}.md")
     with open(md_path, "w", encoding="utf-8") as f:
         f.write(markdown)
     figure = None
-    if grid_name == "fraction" and rows:
-        figure = plot_fraction(rows, os.path.join(out, "figures", "fraction_macro_f1.png"))
+    if grid_name == "fraction" and table_rows:
+        figure = plot_fraction(table_rows, os.path.join(out, "figures", "fraction_macro_f1.png"))
     return {
         "rows": rows,
         "failures": failures,

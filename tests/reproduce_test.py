@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -404,6 +405,42 @@ class LossesGridTest(parameterized.TestCase):
             self.assertIn("yeast/cgmvae", text.split("Cells carried over")[1].splitlines()[0])
             self.assertNotIn("yeast/cgmvae: not run", text)
             self.assertEqual(summary["failures"], [])  # only yeast/mlp_bce was asked for
+
+    def test_fraction_plot_and_failures_count_carried_cells(self):
+        # cgmvae@0.1 ran here; BR ran elsewhere (rows in reproduce.json); unimodal never ran.
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            _write_cell(runs, "yeast", "cgmvae", 0.1, _fake_results([0.40]), seeds=1)
+            os.makedirs(out)
+            earlier = []
+            for name in ("br@0.1", "br@0.5", "br"):
+                earlier += reproduce.rows_from_results("yeast", name, _fake_results([0.45]))
+            with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
+                json.dump(earlier, f)
+            plotted = []
+            with mock.patch.object(
+                reproduce, "plot_fraction", side_effect=lambda rows, path: plotted.extend(rows)
+            ):
+                summary = reproduce.run_grid(
+                    "fraction",
+                    workdir=runs,
+                    out=out,
+                    seeds=1,
+                    collect_only=True,
+                    datasets=["yeast"],
+                )
+            self.assertEqual(
+                {r["variant"] for r in plotted}, {"cgmvae@0.1", "br@0.1", "br@0.5", "br"}
+            )
+            failed = sorted(cell for cell, _ in summary["failures"])
+            self.assertEqual(
+                failed,
+                sorted(
+                    f"yeast/{v}"
+                    for v in ("cgmvae@0.5", "cgmvae", "unimodal@0.1", "unimodal@0.5", "unimodal")
+                ),
+            )
+            self.assertTrue(all(m.startswith("not run") for _, m in summary["failures"]))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ def _write_cell(workdir, dataset, variant, fraction, results, seeds=3, num_epoch
     return path
 
 
+def _record_rows(out, rows):
+    """A reproduce.json in `out` holding `rows`, as left by runs made elsewhere."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f)
+
+
 class GridTest(parameterized.TestCase):
     def test_variant_names(self):
         self.assertEqual(reproduce.variant_name("cgmvae", 0.1), "cgmvae@0.1")
@@ -383,10 +390,7 @@ class LossesGridTest(parameterized.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
             _write_cell(runs, "yeast", "mlp_bce", 1.0, _fake_results([0.40]), seeds=1)
-            os.makedirs(out)
-            earlier = reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.55]))
-            with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
-                json.dump(earlier, f)
+            _record_rows(out, reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.55])))
             summary = reproduce.run_grid(
                 "losses",
                 workdir=runs,
@@ -411,12 +415,10 @@ class LossesGridTest(parameterized.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
             _write_cell(runs, "yeast", "cgmvae", 0.1, _fake_results([0.40]), seeds=1)
-            os.makedirs(out)
             earlier = []
             for name in ("br@0.1", "br@0.5", "br"):
                 earlier += reproduce.rows_from_results("yeast", name, _fake_results([0.45]))
-            with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
-                json.dump(earlier, f)
+            _record_rows(out, earlier)
             plotted = []
             with mock.patch.object(
                 reproduce, "plot_fraction", side_effect=lambda rows, path: plotted.extend(rows)

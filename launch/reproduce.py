@@ -764,14 +764,6 @@ def run_grid(
         ran.append(label)
         collected[cell] = (results, results_path)
 
-    reported = {label for label, _ in failures}
-    for cell in grid_cells(grid, datasets, variants, fractions):
-        label = f"{cell.dataset}/{cell.name}"
-        if cell not in collected and label not in reported:
-            config = cell_config(cell, seeds=seeds, num_epochs=num_epochs, data_dir=data_dir)
-            where = os.path.join(cell_workdir(workdir, cell, config), "results.json")
-            failures.append((label, f"not run: no {where}"))
-
     rows = []
     for cell, (results, _) in collected.items():
         rows += rows_from_results(cell.dataset, cell.name, results)
@@ -787,12 +779,19 @@ def run_grid(
     fresh = {(c.dataset, c.name) for c in collected}
     table_rows = [r for r in merged if (r["dataset"], r["variant"]) in names]
     carried = {(r["dataset"], r["variant"]) for r in table_rows} - fresh
-    # A carried cell is on record, so "not run here" is no failure; a failed run still is.
-    failures = [
-        (f, m)
-        for f, m in failures
-        if not (m.startswith("not run") and tuple(f.split("/", 1)) in carried)
-    ]
+    # Selected cells neither finished here nor on record (a carried cell is no failure; a run
+    # that failed here was reported above).
+    reported = {label for label, _ in failures}
+    for cell in grid_cells(grid, datasets, variants, fractions):
+        label = f"{cell.dataset}/{cell.name}"
+        if (
+            cell not in collected
+            and label not in reported
+            and (cell.dataset, cell.name) not in carried
+        ):
+            config = cell_config(cell, seeds=seeds, num_epochs=num_epochs, data_dir=data_dir)
+            where = os.path.join(cell_workdir(workdir, cell, config), "results.json")
+            failures.append((label, f"not run: no {where}"))
 
     trained = [r for c, (r, _) in collected.items() if c.variant != "br"]
     times = sorted(

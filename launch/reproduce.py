@@ -6,6 +6,8 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   # ablation (paper Table 4) and less training data (paper Table 5 / Fig. 2)
   python launch/reproduce.py --grid=ablation --workdir=runs/reproduce --data_dir=...
   python launch/reproduce.py --grid=fraction --workdir=runs/reproduce --data_dir=...
+  # the paper's split protocol: random 80/10/10 splits with seeds 1, 4, 7 (yeast, scene, sider)
+  python launch/reproduce.py --grid=paper_split --workdir=runs/reproduce --data_dir=...
   # the loss library on one MLP (BCE, ASL, ASL+KMCL, BCE+CLML, ASL+CLML) beside C-GMVAE
   python launch/reproduce.py --grid=losses --workdir=runs/reproduce --data_dir=...
   # a shorter grid on two data sets; rebuild the tables from finished runs only
@@ -25,6 +27,10 @@ failing cell is reported and skipped. Outputs in `--out` (default benchmarks/res
 * `reproduce_<grid>.md`: one table per threshold protocol, the paper's numbers beside ours,
   the splits, and a header with the command, date, machine and package versions.
 * `figures/fraction_macro_f1.png` (grid `fraction`): macro-F1 against the train fraction.
+* `reproduce_paper_split.json` (grid `paper_split`, instead of reproduce.json): rows of the
+  same keys for each random split (`cgmvae-split4`: 80/10/10 split and model seeds drawn
+  with `config.seed = 4`) and their mean over splits (`cgmvae-splits`: mean ± std of the
+  per-split means; "seeds" counts the splits).
 
 Variants: `cgmvae` (the config as is), `unimodal` (prior="unimodal"), `mixture_only`
 (contrastive_weight=0), `contrastive_only` (kl_weight=0), `br` (one-vs-rest logistic
@@ -33,7 +39,9 @@ regression on the same splits and standardised features, `benchmarks/baselines.p
 `mlp_bce_clml`, `mlp_asl_clml`, as configs/mlp_*.py, with the data set's other settings);
 `<variant>@<fraction>` trains on that fraction of the training split, with the config's
 batch size unless that leaves fewer than 4 batches per epoch (then n_train // 4; the run's
-config.json and results.json record it).
+config.json and results.json record it); `<variant>-split<k>` trains on the seeded random
+80/10/10 split of all rows with `config.split = "random"`, `config.seed = k` (model seeds
+k … k + seeds - 1).
 """
 
 import collections
@@ -41,6 +49,7 @@ import dataclasses
 import datetime
 import importlib.metadata
 import importlib.util
+import itertools
 import json
 import os
 import shlex
@@ -125,6 +134,10 @@ class Grid:
     fractions: tuple[float, ...] = (1.0,)
     num_epochs: int | None = None
     description: str = ""
+    # Seeds of random 80/10/10 splits (config.split="random", config.seed=k); () keeps each
+    # data set's own split. A grid with split seeds writes reproduce_<grid>.json.
+    split_seeds: tuple[int, ...] = ()
+    paper: bool = False  # the paper's numbers beside ours in the `official` table
 
 
 GRIDS = {
@@ -132,6 +145,7 @@ GRIDS = {
         MAIN_DATASETS,
         ("cgmvae", "br"),
         description="Main table (paper Tables 1-3): C-GMVAE and binary relevance.",
+        paper=True,
     ),
     "ablation": Grid(
         ("yeast", "scene", "emotions", "sider"),
@@ -152,6 +166,17 @@ GRIDS = {
             "schedule of the data set's config) trained with each loss, beside C-GMVAE."
         ),
     ),
+    "paper_split": Grid(
+        ("yeast", "scene", "sider"),
+        ("cgmvae", "br"),
+        split_seeds=(1, 4, 7),
+        description=(
+            "The paper's split protocol: C-GMVAE and binary relevance on three seeded random "
+            "80/10/10 splits of all rows of each data set (predefined splits ignored), and the "
+            "mean over the splits."
+        ),
+        paper=True,
+    ),
     # configs/smoke.py (synthetic data, tiny model): exercises the whole pipeline in tests.
     "smoke": Grid(
         ("smoke",),
@@ -162,15 +187,46 @@ GRIDS = {
 }
 
 
-def variant_name(variant: str, fraction: float) -> str:
-    """`variant` for the full training split, else `variant@fraction` (e.g. cgmvae@0.1)."""
-    return variant if float(fraction) == 1.0 else f"{variant}@{float(fraction):g}"
+SPLIT_TAG = "-split"
+
+
+def variant_name(variant: str, fraction: float, split_seed: int | None = None) -> str:
+    """`variant` for the full training split, else `variant@fraction` (e.g. cgmvae@0.1);
+    `-split<k>` appended for the random split of seed k (e.g. cgmvae-split4)."""
+    name = variant if float(fraction) == 1.0 else f"{variant}@{float(fraction):g}"
+    return name if split_seed is None else f"{name}{SPLIT_TAG}{int(split_seed)}"
+
+
+def splits_mean_name(variant: str, fraction: float = 1.0) -> str:
+    """Name of the rows averaging a variant over the random splits, e.g. cgmvae-splits."""
+    return f"{variant_name(variant, fraction)}{SPLIT_TAG}s"
 
 
 def parse_variant(name: str) -> tuple[str, float]:
-    """Inverse of `variant_name`: ("cgmvae", 0.1) for "cgmvae@0.1"."""
+    """Base variant and fraction of a name: ("cgmvae", 0.1) for "cgmvae@0.1" (a `-split…`
+    suffix is dropped: ("cgmvae", 1.0) for "cgmvae-split4" and "cgmvae-splits")."""
+    name = name.partition(SPLIT_TAG)[0]
     base, _, fraction = name.partition("@")
     return base, float(fraction) if fraction else 1.0
+
+
+def grid_names(grid: Grid, variant: str) -> list[str]:
+    """The table rows of one base variant in order: one per fraction, or per split seed
+    followed by the mean over the splits."""
+    names = []
+    for fraction in grid.fractions:
+        if grid.split_seeds:
+            names += [variant_name(variant, fraction, s) for s in grid.split_seeds]
+            names.append(splits_mean_name(variant, fraction))
+        else:
+            names.append(variant_name(variant, fraction))
+    return names
+
+
+def json_name(grid_name: str) -> str:
+    """reproduce.json, or reproduce_<grid>.json for a grid of random-split seeds (its rows
+    are not the data sets' standard splits, so they are kept apart)."""
+    return f"reproduce_{grid_name}.json" if GRIDS[grid_name].split_seeds else "reproduce.json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,15 +270,17 @@ def paper_rows(dataset: str) -> list[tuple[str, dict[str, float]]]:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One entry of a grid: a data set, a base variant and a train fraction."""
+    """One entry of a grid: a data set, a base variant, a train fraction and optionally the
+    seed of a random split."""
 
     dataset: str
     variant: str
     fraction: float
+    split_seed: int | None = None
 
     @property
     def name(self) -> str:
-        return variant_name(self.variant, self.fraction)
+        return variant_name(self.variant, self.fraction, self.split_seed)
 
 
 def grid_cells(
@@ -245,13 +303,14 @@ def grid_cells(
         if unknown:
             raise ValueError(f"--{flag} {','.join(unknown)} not in this grid ({', '.join(known)}).")
     return [
-        Cell(d, v, f)
+        Cell(d, v, f, s)
         for d in grid.datasets
         if not datasets or d in datasets
         for v in grid.variants
         if not variants or v in variants
         for f in grid.fractions
         if not fractions or f in fractions
+        for s in grid.split_seeds or (None,)
     ]
 
 
@@ -279,6 +338,9 @@ def cell_config(
         config[field] = value
     config.train_fraction = float(cell.fraction)
     config.num_seeds = 1 if cell.variant == "br" else int(seeds)
+    if cell.split_seed is not None:
+        config.split = "random"  # seeds the split and the models (k, k + 1, ...)
+        config.seed = int(cell.split_seed)
     if num_epochs:
         config.num_epochs = int(num_epochs)
     if data_dir:
@@ -395,6 +457,47 @@ def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:
     return [merged[k] for k in sorted(merged)]
 
 
+def _mean_name(cell: Cell) -> str:
+    return cell.name if cell.split_seed is None else splits_mean_name(cell.variant, cell.fraction)
+
+
+def split_mean_rows(grid: Grid, rows: list[dict]) -> list[dict]:
+    """Rows `<variant>-splits`: for every data set, variant, fraction, protocol and metric
+    with rows of at least two of the grid's splits, the mean and std (ddof 0) over the splits
+    of the per-split means; "seeds" is the number of splits. [] for a grid without splits."""
+    table = {_row_key(r): r for r in rows}
+    out = []
+    for dataset, variant, fraction, protocol, metric in itertools.product(
+        grid.datasets, grid.variants, grid.fractions, metrics.PROTOCOLS, metrics.METRIC_NAMES
+    ):
+        found = {}  # split seed -> row
+        for k in grid.split_seeds:
+            row = table.get((dataset, variant_name(variant, fraction, k), protocol, metric))
+            if row is not None:
+                found[k] = row
+        if len(found) < 2:
+            continue
+        values = np.array([r["mean"] for r in found.values()], np.float64)
+        model_seeds = "/".join(str(n) for n in sorted({r["seeds"] for r in found.values()}))
+        out.append(
+            {
+                "dataset": dataset,
+                "variant": splits_mean_name(variant, fraction),
+                "protocol": protocol,
+                "metric": metric,
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "seeds": len(found),
+                "split": (
+                    f"mean ± std over {len(found)} seeded random 80/10/10 splits (seeds "
+                    f"{', '.join(str(k) for k in found)}) of the per-split means over "
+                    f"{model_seeds} model seed(s)"
+                ),
+            }
+        )
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Markdown.
 
@@ -446,7 +549,7 @@ def render_markdown(
         directory of this invocation's workdir.
     """
     grid = GRIDS[grid_name]
-    variants = [variant_name(v, f) for v in grid.variants for f in grid.fractions]
+    variants = [name for v in grid.variants for name in grid_names(grid, v)]
     table = {_row_key(r): r for r in rows}
     present = [d for d in grid.datasets if any(k[0] == d and k[1] in variants for k in table)]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
@@ -480,6 +583,14 @@ def render_markdown(
             + " (trained together, vmapped); mean ± std (ddof 0) over seeds. BR is "
             "deterministic: one run, no ± shown."
         )
+    if grid.split_seeds:
+        seeds_text = ", ".join(str(k) for k in grid.split_seeds)
+        lines.append(
+            f"- Splits: seeded random 80/10/10 splits of all rows, seeds {seeds_text} "
+            "(`<variant>-split<k>`: `config.split=random`, `config.seed=k`, so the models of "
+            "split k have seeds k, k + 1, …); `<variant>-splits`: mean ± std (ddof 0) over the "
+            "splits of the per-split means (its `seeds` column counts the splits)."
+        )
     if carried:
         lines.append(
             "- Cells carried over from `reproduce.json` (run earlier, their run directories "
@@ -509,7 +620,7 @@ def render_markdown(
                 seeds = max(c["seeds"] for c in cells if c)
                 values = [_fmt(c["mean"], c["std"], c["seeds"]) if c else "–" for c in cells]
                 lines.append(f"| {dataset} | {variant} | {seeds} | " + " | ".join(values) + " |")
-            if protocol == "official" and grid_name == "main":
+            if protocol == "official" and grid.paper:
                 for label, numbers in paper_rows(dataset):
                     values = [
                         f"{numbers[m]:.3f}" if m in numbers else "–" for m, _ in TABLE_METRICS
@@ -542,9 +653,10 @@ def render_markdown(
         )
     lines += ["", "## Splits", ""]
     for dataset in present:
-        descriptions = {
-            table[k]["split"] for k in table if k[0] == dataset and parse_variant(k[1])[1] == 1.0
-        } or {table[k]["split"] for k in table if k[0] == dataset}
+        runs_of = [k for k in table if k[0] == dataset and not k[1].endswith(f"{SPLIT_TAG}s")]
+        descriptions = {table[k]["split"] for k in runs_of if parse_variant(k[1])[1] == 1.0} or {
+            table[k]["split"] for k in runs_of
+        }
         for description in sorted(descriptions):
             lines.append(f"- {dataset}: {description}")
     if grid_name == "fraction":
@@ -556,7 +668,7 @@ def render_markdown(
 
 
 def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
-    """Macro-F1 of each trained variant minus BR's (same fraction), per protocol."""
+    """Macro-F1 of each trained variant minus BR's (same fraction and split), per protocol."""
     if "br" not in grid.variants:
         return []
     trained = [v for v in grid.variants if v != "br"]
@@ -564,7 +676,8 @@ def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
         "## Macro-F1 gain over BR",
         "",
         "Macro-F1 of the variant minus that of BR trained on the same rows (same split and "
-        "fraction); negative means BR is better.",
+        "fraction; for `-splits` rows, the difference of the means over splits); negative "
+        "means BR is better.",
         "",
         "| data set | variant | " + " | ".join(PROTOCOL_ORDER) + " |",
         "|---|---|" + "---|" * len(PROTOCOL_ORDER),
@@ -572,8 +685,7 @@ def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
     any_row = False
     for dataset in datasets:
         for variant in trained:
-            for fraction in grid.fractions:
-                name, br = variant_name(variant, fraction), variant_name("br", fraction)
+            for name, br in zip(grid_names(grid, variant), grid_names(grid, "br"), strict=True):
                 gains = []
                 for protocol in PROTOCOL_ORDER:
                     ours = table.get((dataset, name, protocol, "macro_f1"))
@@ -768,15 +880,17 @@ def run_grid(
     for cell, (results, _) in collected.items():
         rows += rows_from_results(cell.dataset, cell.name, results)
     os.makedirs(out, exist_ok=True)
-    json_path = os.path.join(out, "reproduce.json")
+    json_path = os.path.join(out, json_name(grid_name))
     existing = _read_json(json_path) if os.path.exists(json_path) else []
     merged = merge_rows(existing, rows)
+    means = split_mean_rows(grid, merged)
+    merged = merge_rows(merged, means)
     _write_json(json_path, merged)
     # The tables show every cell of the grid on record: cells finished in this workdir, and
     # cells whose run directories are elsewhere (another machine or workdir) but whose rows
-    # reproduce.json keeps.
-    names = {(c.dataset, c.name) for c in grid_cells(grid)}
-    fresh = {(c.dataset, c.name) for c in collected}
+    # the JSON keeps. Means over splits are recomputed from the rows on record.
+    names = {(c.dataset, n) for c in grid_cells(grid) for n in (c.name, _mean_name(c))}
+    fresh = {(c.dataset, c.name) for c in collected} | {(r["dataset"], r["variant"]) for r in means}
     table_rows = [r for r in merged if (r["dataset"], r["variant"]) in names]
     carried = {(r["dataset"], r["variant"]) for r in table_rows} - fresh
     # Selected cells neither finished here nor on record (a carried cell is no failure; a run

@@ -58,8 +58,10 @@ def _fake_results(values, split="predefined train/test; train 1350 / val 150 / t
     return results
 
 
-def _write_cell(workdir, dataset, variant, fraction, results, seeds=3, num_epochs=None):
-    cell = reproduce.Cell(dataset, variant, fraction)
+def _write_cell(
+    workdir, dataset, variant, fraction, results, seeds=3, num_epochs=None, split_seed=None
+):
+    cell = reproduce.Cell(dataset, variant, fraction, split_seed)
     config = reproduce.cell_config(cell, seeds=seeds, num_epochs=num_epochs)
     path = reproduce.cell_workdir(workdir, cell, config)
     os.makedirs(path, exist_ok=True)
@@ -82,6 +84,11 @@ class GridTest(parameterized.TestCase):
         self.assertEqual(reproduce.variant_name("unimodal", 1.0), "unimodal")
         self.assertEqual(reproduce.parse_variant("unimodal@0.5"), ("unimodal", 0.5))
         self.assertEqual(reproduce.parse_variant("br"), ("br", 1.0))
+        self.assertEqual(reproduce.variant_name("cgmvae", 1.0, 4), "cgmvae-split4")
+        self.assertEqual(reproduce.variant_name("br", 0.5, 7), "br@0.5-split7")
+        self.assertEqual(reproduce.splits_mean_name("cgmvae"), "cgmvae-splits")
+        self.assertEqual(reproduce.parse_variant("br@0.5-split7"), ("br", 0.5))
+        self.assertEqual(reproduce.parse_variant("cgmvae-splits"), ("cgmvae", 1.0))
 
     def test_grids(self):
         main = reproduce.grid_cells(reproduce.GRIDS["main"])
@@ -107,6 +114,33 @@ class GridTest(parameterized.TestCase):
             ValueError, r"--fractions 0.3 not in this grid \(0.1, 0.5, 1\)"
         ):
             reproduce.grid_cells(reproduce.GRIDS["fraction"], fractions=[0.3])
+        split = reproduce.grid_cells(reproduce.GRIDS["paper_split"], ["sider"])
+        self.assertEqual(
+            [c.name for c in split],
+            [f"{v}-split{k}" for v in ("cgmvae", "br") for k in (1, 4, 7)],
+        )
+        self.assertEqual(reproduce.json_name("paper_split"), "reproduce_paper_split.json")
+        self.assertEqual(reproduce.json_name("main"), "reproduce.json")
+
+    def test_split_cell_draws_its_own_random_split(self):
+        # A `-split<k>` cell ignores the predefined split and seeds split and models with k.
+        configs = {
+            k: reproduce.cell_config(reproduce.Cell("smoke", "cgmvae", 1.0, k), seeds=3)
+            for k in (1, 4)
+        }
+        self.assertEqual(
+            (configs[4].split, configs[4].seed, configs[4].num_seeds), ("random", 4, 3)
+        )
+        plain = reproduce.cell_config(reproduce.Cell("smoke", "cgmvae", 1.0), seeds=3)
+        self.assertEqual((plain.split, plain.seed), ("predefined", 1))
+        tests = {k: data.load_from_config(c)[1].test_x for k, c in configs.items()}
+        self.assertEqual(tests[1].shape, tests[4].shape)
+        self.assertFalse(np.array_equal(tests[1], tests[4]))
+        dirs = {
+            reproduce.cell_workdir("/r", reproduce.Cell("smoke", "cgmvae", 1.0, k), c)
+            for k, c in configs.items()
+        }
+        self.assertEqual(dirs, {"/r/smoke/cgmvae-split1-s3-e3", "/r/smoke/cgmvae-split4-s3-e3"})
 
     @parameterized.named_parameters(
         ("cgmvae", "cgmvae", {"prior": "mixture", "kl_weight": 6.0, "contrastive_weight": 1.0}),
@@ -222,6 +256,52 @@ class CollectTest(absltest.TestCase):
             self.assertIn("Packages: python", text)
             self.assertIn("Epochs: 100", text)
             self.assertNotIn("unimodal", text.split("## Variants")[0])  # other grids' rows
+
+    def test_paper_split_tables_from_fake_runs(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            for k, values in ((1, [0.60, 0.62]), (4, [0.70, 0.72]), (7, [0.80, 0.82])):
+                split = f"random split of 2417 rows (seed {k})"
+                _write_cell(runs, "yeast", "cgmvae", 1.0, _fake_results(values, split), 2, None, k)
+            for k, value in ((1, 0.50), (4, 0.55)):  # BR of split 7 never ran
+                _write_cell(runs, "yeast", "br", 1.0, _fake_results([value]), 2, None, k)
+            main_rows = reproduce.rows_from_results("yeast", "cgmvae", _fake_results([0.3]))
+            _record_rows(out, main_rows)
+
+            summary = reproduce.run_grid(
+                "paper_split", workdir=runs, out=out, seeds=2, collect_only=True, datasets=["yeast"]
+            )
+            self.assertEqual(os.path.basename(summary["json"]), "reproduce_paper_split.json")
+            with open(os.path.join(out, "reproduce.json"), encoding="utf-8") as f:
+                self.assertEqual(json.load(f), main_rows)  # the main table's rows untouched
+            with open(summary["json"], encoding="utf-8") as f:
+                saved = {reproduce._row_key(r): r for r in json.load(f)}
+            self.assertTrue(all(set(r) == _ROW_KEYS for r in saved.values()))
+            mean = saved[("yeast", "cgmvae-splits", "official", "example_f1")]
+            # Per-split means 0.62, 0.72, 0.82 (+0.01 for ex-F1): mean 0.72, std over splits.
+            self.assertAlmostEqual(mean["mean"], 0.72)
+            self.assertAlmostEqual(mean["std"], float(np.std([0.62, 0.72, 0.82])))
+            self.assertEqual(mean["seeds"], 3)
+            self.assertIn("seeds 1, 4, 7", mean["split"])
+            br_mean = saved[("yeast", "br-splits", "fixed", "macro_f1")]
+            offset = 0.01 * metrics.METRIC_NAMES.index("macro_f1")
+            self.assertAlmostEqual(br_mean["mean"], 0.525 + offset)  # two splits only
+            self.assertEqual(br_mean["seeds"], 2)
+
+            with open(summary["markdown"], encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("| yeast | cgmvae-split4 | 2 | 0.720 ± 0.010 |", text)
+            self.assertIn("| yeast | cgmvae-splits | 3 | 0.720 ± 0.082 |", text)
+            self.assertIn("| yeast | paper: C-GMVAE | 3 | 0.656 |", text)
+            self.assertIn("| yeast | cgmvae-split1 | +0.110 | +0.110 | +0.110 |", text)
+            self.assertIn("| yeast | cgmvae-splits | +0.185 | +0.185 | +0.185 |", text)
+            self.assertIn("- yeast: random split of 2417 rows (seed 7)", text)
+            self.assertNotIn("- yeast: mean ± std over", text)  # the header explains the means
+            self.assertNotIn("Cells carried over", text)  # the means are not carried cells
+            self.assertEqual(
+                [(c, m.split(":")[0]) for c, m in summary["failures"]],
+                [("yeast/br-split7", "not run")],
+            )
 
     @absltest.skipUnless(_HAS_MPL, 'matplotlib is not installed (pip install -e ".[plot]")')
     def test_fraction_grid_plot(self):

@@ -13,6 +13,7 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   # a shorter grid on two data sets; rebuild the tables from finished runs only
   python launch/reproduce.py --grid=main --datasets=yeast,sider --num_epochs=20 ...
   python launch/reproduce.py --grid=fraction --fractions=0.1 --variants=cgmvae,unimodal ...
+  python launch/reproduce.py --grid=paper_split --datasets=sider --split_seeds=4 ...
   python launch/reproduce.py --grid=main --collect_only ...
 
 Every cell (data set x variant x train fraction) is one call of `train.train_and_evaluate`
@@ -288,20 +289,28 @@ def grid_cells(
     datasets: list[str] | None = None,
     variants: list[str] | None = None,
     fractions: list[float] | None = None,
+    split_seeds: list[int] | None = None,
 ) -> list[Cell]:
-    """The grid's cells in table order (data set, then variant, then fraction), optionally only
-    those of some data sets, base variants and train fractions."""
+    """The grid's cells in table order (data set, variant, fraction, split seed), optionally
+    only those of some data sets, base variants, train fractions and split seeds."""
     fractions = None if fractions is None else [float(f) for f in fractions]
+    try:
+        split_seeds = None if split_seeds is None else [int(k) for k in split_seeds]
+    except ValueError as e:
+        raise ValueError(f"--split_seeds takes integers (e.g. 1,4): {e}") from e
     for flag, chosen, known in (
         ("datasets", datasets, grid.datasets),
         ("variants", variants, grid.variants),
         ("fractions", fractions, grid.fractions),
+        ("split_seeds", split_seeds, grid.split_seeds),
     ):
         unknown = sorted(set(chosen or ()) - set(known))
-        unknown = [f"{u:g}" if isinstance(u, float) else u for u in unknown]
-        known = [f"{k:g}" if isinstance(k, float) else k for k in known]
+        unknown = [f"{u:g}" if isinstance(u, float) else str(u) for u in unknown]
+        known = [f"{k:g}" if isinstance(k, float) else str(k) for k in known]
         if unknown:
-            raise ValueError(f"--{flag} {','.join(unknown)} not in this grid ({', '.join(known)}).")
+            raise ValueError(
+                f"--{flag} {','.join(unknown)} not in this grid ({', '.join(known) or 'none'})."
+            )
     return [
         Cell(d, v, f, s)
         for d in grid.datasets
@@ -311,6 +320,7 @@ def grid_cells(
         for f in grid.fractions
         if not fractions or f in fractions
         for s in grid.split_seeds or (None,)
+        if not split_seeds or s in split_seeds
     ]
 
 
@@ -808,6 +818,7 @@ def run_grid(
     datasets: list[str] | None = None,
     variants: list[str] | None = None,
     fractions: list[float] | None = None,
+    split_seeds: list[int] | None = None,
     num_epochs: int | None = None,
     data_dir: str | None = None,
     br_cs=(0.01, 0.1, 1.0),
@@ -824,6 +835,7 @@ def run_grid(
       datasets: Run only these data sets of the grid (tables still include every finished cell).
       variants: Run only these base variants of the grid (same).
       fractions: Run only these train fractions of the grid (same).
+      split_seeds: Run only these split seeds of the grid (same).
       num_epochs: Override of `config.num_epochs` (default: the grid's, else each config's).
       data_dir: Override of `config.data_dir`.
       br_cs: Candidate C values of the BR baseline (chosen on validation).
@@ -836,7 +848,7 @@ def run_grid(
     """
     grid = GRIDS[grid_name]
     num_epochs = num_epochs or grid.num_epochs
-    selected = set(grid_cells(grid, datasets, variants, fractions))
+    selected = set(grid_cells(grid, datasets, variants, fractions, split_seeds))
     failures, ran, collected = [], [], {}
     interrupted = False
     stop_errors = (KeyboardInterrupt,)
@@ -896,7 +908,7 @@ def run_grid(
     # Selected cells neither finished here nor on record (a carried cell is no failure; a run
     # that failed here was reported above).
     reported = {label for label, _ in failures}
-    for cell in grid_cells(grid, datasets, variants, fractions):
+    for cell in grid_cells(grid, datasets, variants, fractions, split_seeds):
         label = f"{cell.dataset}/{cell.name}"
         if (
             cell not in collected
@@ -980,6 +992,7 @@ def define_flags() -> None:
     flags.DEFINE_list("datasets", None, "Run only these data sets of the grid.")
     flags.DEFINE_list("variants", None, "Run only these variants of the grid (e.g. mlp_bce).")
     flags.DEFINE_list("fractions", None, "Run only these train fractions of the grid (e.g. 0.1).")
+    flags.DEFINE_list("split_seeds", None, "Run only these split seeds of the grid (e.g. 4).")
     flags.DEFINE_integer("num_epochs", None, "Override config.num_epochs (shorter grids).")
     flags.DEFINE_string("data_dir", None, "Override config.data_dir (default: $CGMVAE_DATA).")
     flags.DEFINE_list("br_c", ["0.01", "0.1", "1"], "BR: C values, chosen on validation macro-F1.")
@@ -1009,6 +1022,7 @@ def main(argv):
             datasets=FLAGS.datasets,
             variants=FLAGS.variants,
             fractions=FLAGS.fractions,
+            split_seeds=FLAGS.split_seeds,
             num_epochs=FLAGS.num_epochs,
             data_dir=FLAGS.data_dir,
             br_cs=tuple(float(c) for c in FLAGS.br_c),

@@ -119,6 +119,14 @@ class GridTest(parameterized.TestCase):
             [c.name for c in split],
             [f"{v}-split{k}" for v in ("cgmvae", "br") for k in (1, 4, 7)],
         )
+        one = reproduce.grid_cells(reproduce.GRIDS["paper_split"], ["sider"], ["br"], None, ["4"])
+        self.assertEqual([c.name for c in one], ["br-split4"])
+        with self.assertRaisesRegex(ValueError, r"--split_seeds 2 not in this grid \(1, 4, 7\)"):
+            reproduce.grid_cells(reproduce.GRIDS["paper_split"], split_seeds=[2])
+        with self.assertRaisesRegex(ValueError, r"--split_seeds 1 not in this grid \(none\)"):
+            reproduce.grid_cells(reproduce.GRIDS["main"], split_seeds=[1])
+        with self.assertRaisesRegex(ValueError, "--split_seeds takes integers"):
+            reproduce.grid_cells(reproduce.GRIDS["paper_split"], split_seeds=["four"])
         self.assertEqual(reproduce.json_name("paper_split"), "reproduce_paper_split.json")
         self.assertEqual(reproduce.json_name("main"), "reproduce.json")
 

@@ -16,22 +16,24 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   python launch/reproduce.py --grid=paper_split --datasets=sider --split_seeds=4 ...
   python launch/reproduce.py --grid=main --collect_only ...
 
-Every cell (data set x variant x train fraction) is one call of `train.train_and_evaluate`
-in this process, in `WORKDIR/<dataset>/<variant>-s<seeds>-e<epochs>/` (BR:
-`WORKDIR/<dataset>/<variant>/`); a cell whose `results.json` exists is not run again, and a
-failing cell is reported and skipped. Outputs in `--out` (default benchmarks/results):
+Every cell (data set x variant x train fraction x split seed) is one call of
+`train.train_and_evaluate` in this process, in `WORKDIR/<dataset>/<variant>-s<seeds>-e<epochs>/`
+(BR: `WORKDIR/<dataset>/<variant>/`); a cell whose `results.json` exists is not run again, and
+a failing cell is reported and skipped. Outputs in `--out` (default benchmarks/results):
 
 * `reproduce.json`: rows {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds",
-  "split"} of the test split, accumulated over grids (a new row replaces the row with the same
-  dataset/variant/protocol/metric). "split" is the split description of the run's
-  results.json; "std" is the population standard deviation over seeds (0 for one run).
+  "split"} of the test split, accumulated over the grids on the data sets' own splits (a new
+  row replaces the row with the same dataset/variant/protocol/metric). "split" is the split
+  description of the run's results.json; "std" is the population standard deviation over
+  seeds (0 for one run).
 * `reproduce_<grid>.md`: one table per threshold protocol, the paper's numbers beside ours,
   the splits, and a header with the command, date, machine and package versions.
 * `figures/fraction_macro_f1.png` (grid `fraction`): macro-F1 against the train fraction.
 * `reproduce_paper_split.json` (grid `paper_split`, instead of reproduce.json): rows of the
   same keys for each random split (`cgmvae-split4`: 80/10/10 split and model seeds drawn
   with `config.seed = 4`) and their mean over splits (`cgmvae-splits`: mean ± std of the
-  per-split means; "seeds" counts the splits).
+  per-split means over the splits on record, recomputed on every run; "seeds" counts the
+  splits).
 
 Variants: `cgmvae` (the config as is), `unimodal` (prior="unimodal"), `mixture_only`
 (contrastive_weight=0), `contrastive_only` (kl_weight=0), `br` (one-vs-rest logistic
@@ -467,6 +469,10 @@ def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:
     return [merged[k] for k in sorted(merged)]
 
 
+def _is_splits_mean(name: str) -> bool:
+    return name.endswith(f"{SPLIT_TAG}s")
+
+
 def _mean_name(cell: Cell) -> str:
     return cell.name if cell.split_seed is None else splits_mean_name(cell.variant, cell.fraction)
 
@@ -549,13 +555,13 @@ def render_markdown(
 
     Args:
       grid_name: A key of `GRIDS`.
-      rows: reproduce.json rows (rows of other grids are ignored).
+      rows: Rows of the grid's JSON (`json_name`; rows of other grids are ignored).
       command: The command line that produced the tables.
       machine: `machine_description()`.
       runs: Optional {"epochs": set, "seeds": set, "finished": (first, last) ISO dates,
         "br_c": {cell: chosen C}}.
       failures: [(cell, message)] of cells without results.
-      carried: Cells ("dataset/variant") whose rows come from reproduce.json, not from a run
+      carried: Cells ("dataset/variant") whose rows come from the JSON, not from a run
         directory of this invocation's workdir.
     """
     grid = GRIDS[grid_name]
@@ -603,8 +609,9 @@ def render_markdown(
         )
     if carried:
         lines.append(
-            "- Cells carried over from `reproduce.json` (run earlier, their run directories "
-            "are not in this workdir; epochs and seeds as recorded there): " + ", ".join(carried)
+            f"- Cells carried over from `{json_name(grid_name)}` (run earlier, their run "
+            "directories are not in this workdir; epochs and seeds as recorded there): "
+            + ", ".join(carried)
         )
     lines += [
         "- All numbers: test split, best-on-validation epoch (validation macro-F1 at the "
@@ -663,7 +670,7 @@ def render_markdown(
         )
     lines += ["", "## Splits", ""]
     for dataset in present:
-        runs_of = [k for k in table if k[0] == dataset and not k[1].endswith(f"{SPLIT_TAG}s")]
+        runs_of = [k for k in table if k[0] == dataset and not _is_splits_mean(k[1])]
         descriptions = {table[k]["split"] for k in runs_of if parse_variant(k[1])[1] == 1.0} or {
             table[k]["split"] for k in runs_of
         }
@@ -686,8 +693,14 @@ def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
         "## Macro-F1 gain over BR",
         "",
         "Macro-F1 of the variant minus that of BR trained on the same rows (same split and "
-        "fraction; for `-splits` rows, the difference of the means over splits); negative "
-        "means BR is better.",
+        "fraction"
+        + (
+            "; for `-splits` rows, the mean of the per-split differences over the splits where "
+            "both ran"
+            if grid.split_seeds
+            else ""
+        )
+        + "); negative means BR is better.",
         "",
         "| data set | variant | " + " | ".join(PROTOCOL_ORDER) + " |",
         "|---|---|" + "---|" * len(PROTOCOL_ORDER),
@@ -695,16 +708,35 @@ def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
     any_row = False
     for dataset in datasets:
         for variant in trained:
-            for name, br in zip(grid_names(grid, variant), grid_names(grid, "br"), strict=True):
-                gains = []
-                for protocol in PROTOCOL_ORDER:
-                    ours = table.get((dataset, name, protocol, "macro_f1"))
-                    base = table.get((dataset, br, protocol, "macro_f1"))
-                    gains.append(f"{ours['mean'] - base['mean']:+.3f}" if ours and base else "–")
-                if any(g != "–" for g in gains):
-                    any_row = True
-                    lines.append(f"| {dataset} | {name} | " + " | ".join(gains) + " |")
+            for fraction in grid.fractions:
+                rows = [(variant_name(variant, fraction), [None])]
+                if grid.split_seeds:
+                    rows = [(variant_name(variant, fraction, k), [k]) for k in grid.split_seeds]
+                    rows.append((splits_mean_name(variant, fraction), list(grid.split_seeds)))
+                for name, splits in rows:
+                    gains = [
+                        _macro_f1_gain(table, dataset, variant, fraction, splits, protocol)
+                        for protocol in PROTOCOL_ORDER
+                    ]
+                    if any(g is not None for g in gains):
+                        any_row = True
+                        text = ["–" if g is None else f"{g:+.3f}" for g in gains]
+                        lines.append(f"| {dataset} | {name} | " + " | ".join(text) + " |")
     return lines + [""] if any_row else []
+
+
+def _macro_f1_gain(
+    table: dict, dataset: str, variant: str, fraction: float, splits, protocol: str
+) -> float | None:
+    """Macro-F1 of `variant` minus BR's on the same rows, averaged over `splits` (split seeds,
+    or [None] for the data set's own split) where both have a row; None when none has."""
+    gains = []
+    for k in splits:
+        ours = table.get((dataset, variant_name(variant, fraction, k), protocol, "macro_f1"))
+        base = table.get((dataset, variant_name("br", fraction, k), protocol, "macro_f1"))
+        if ours and base:
+            gains.append(ours["mean"] - base["mean"])
+    return float(np.mean(gains)) if gains else None
 
 
 def _gap_to_cgmvae(grid: Grid, datasets: list[str], table: dict) -> list[str]:
@@ -825,12 +857,14 @@ def run_grid(
     collect_only: bool = False,
     command: str = "",
 ) -> dict:
-    """Runs the missing cells of a grid, then writes reproduce.json, the Markdown and plots.
+    """Runs the missing cells of a grid, then writes its JSON (`json_name`), the Markdown and
+    plots.
 
     Args:
       grid_name: A key of `GRIDS`.
       workdir: Root of the run directories.
-      out: Output directory (reproduce.json, reproduce_<grid>.md, figures/).
+      out: Output directory (reproduce.json or reproduce_<grid>.json, reproduce_<grid>.md,
+        figures/).
       seeds: `config.num_seeds` of every trained cell.
       datasets: Run only these data sets of the grid (tables still include every finished cell).
       variants: Run only these base variants of the grid (same).
@@ -894,7 +928,8 @@ def run_grid(
     os.makedirs(out, exist_ok=True)
     json_path = os.path.join(out, json_name(grid_name))
     existing = _read_json(json_path) if os.path.exists(json_path) else []
-    merged = merge_rows(existing, rows)
+    # Means over splits are always derived from the per-split rows on record, never kept.
+    merged = [r for r in merge_rows(existing, rows) if not _is_splits_mean(r["variant"])]
     means = split_mean_rows(grid, merged)
     merged = merge_rows(merged, means)
     _write_json(json_path, merged)

@@ -131,24 +131,43 @@ class GridTest(parameterized.TestCase):
         self.assertEqual(reproduce.json_name("main"), "reproduce.json")
 
     def test_split_cell_draws_its_own_random_split(self):
-        # A `-split<k>` cell ignores the predefined split and seeds split and models with k.
-        configs = {
-            k: reproduce.cell_config(reproduce.Cell("smoke", "cgmvae", 1.0, k), seeds=3)
+        # A `-split<k>` cell ignores the data set's predefined split: the rows of its test
+        # split are drawn with seed k from all rows, and the models are seeded with k.
+        rng = np.random.default_rng(0)
+        n = 200
+        x = rng.normal(size=(n, 5)).astype(np.float32)
+        y = (rng.random((n, 4)) < 0.4).astype(np.uint8)
+        y[:, 0] = 1  # no row without a label
+        predefined = np.where(np.arange(n) < 150, 0, 1)  # train: rows 0-149, test: 150-199
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "toy.npz")
+            np.savez(path, X=x, Y=y, split=predefined)
+            base = reproduce.load_config("smoke")
+            base.dataset = path
+
+            def toy_config(_):
+                return base.copy_and_resolve_references()
+
+            with mock.patch.object(reproduce, "load_config", side_effect=toy_config):
+                configs = {
+                    k: reproduce.cell_config(reproduce.Cell("toy", "cgmvae", 1.0, k), seeds=3)
+                    for k in (None, 1, 4)
+                }
+            self.assertEqual(
+                (configs[4].split, configs[4].seed, configs[4].num_seeds), ("random", 4, 3)
+            )
+            self.assertEqual((configs[None].split, configs[None].seed), ("predefined", 1))
+            tests = {k: data.load_from_config(c)[1].test_index for k, c in configs.items()}
+        np.testing.assert_array_equal(np.sort(tests[None]), np.arange(150, 200))
+        for k in (1, 4):
+            self.assertLen(tests[k], 20)  # 10 % of all 200 rows
+            self.assertLess(np.sum(tests[k] >= 150), 20)  # not the predefined test rows
+        self.assertNotEqual(set(tests[1]), set(tests[4]))
+        dirs = {
+            reproduce.cell_workdir("/r", reproduce.Cell("toy", "cgmvae", 1.0, k), configs[k])
             for k in (1, 4)
         }
-        self.assertEqual(
-            (configs[4].split, configs[4].seed, configs[4].num_seeds), ("random", 4, 3)
-        )
-        plain = reproduce.cell_config(reproduce.Cell("smoke", "cgmvae", 1.0), seeds=3)
-        self.assertEqual((plain.split, plain.seed), ("predefined", 1))
-        tests = {k: data.load_from_config(c)[1].test_x for k, c in configs.items()}
-        self.assertEqual(tests[1].shape, tests[4].shape)
-        self.assertFalse(np.array_equal(tests[1], tests[4]))
-        dirs = {
-            reproduce.cell_workdir("/r", reproduce.Cell("smoke", "cgmvae", 1.0, k), c)
-            for k, c in configs.items()
-        }
-        self.assertEqual(dirs, {"/r/smoke/cgmvae-split1-s3-e3", "/r/smoke/cgmvae-split4-s3-e3"})
+        self.assertEqual(dirs, {"/r/toy/cgmvae-split1-s3-e3", "/r/toy/cgmvae-split4-s3-e3"})
 
     @parameterized.named_parameters(
         ("cgmvae", "cgmvae", {"prior": "mixture", "kl_weight": 6.0, "contrastive_weight": 1.0}),
@@ -302,7 +321,7 @@ class CollectTest(absltest.TestCase):
             self.assertIn("| yeast | cgmvae-splits | 3 | 0.720 ± 0.082 |", text)
             self.assertIn("| yeast | paper: C-GMVAE | 3 | 0.656 |", text)
             self.assertIn("| yeast | cgmvae-split1 | +0.110 | +0.110 | +0.110 |", text)
-            self.assertIn("| yeast | cgmvae-splits | +0.185 | +0.185 | +0.185 |", text)
+            self.assertIn("| yeast | cgmvae-splits | +0.135 | +0.135 | +0.135 |", text)
             self.assertIn("- yeast: random split of 2417 rows (seed 7)", text)
             self.assertNotIn("- yeast: mean ± std over", text)  # the header explains the means
             self.assertNotIn("Cells carried over", text)  # the means are not carried cells
@@ -310,6 +329,40 @@ class CollectTest(absltest.TestCase):
                 [(c, m.split(":")[0]) for c, m in summary["failures"]],
                 [("yeast/br-split7", "not run")],
             )
+
+    def test_paper_split_rows_from_earlier_runs_and_stale_means(self):
+        # Split rows run elsewhere fill the table, named after the grid's JSON; a mean row
+        # on record is recomputed from the split rows, or dropped when < 2 splits are left.
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            earlier = []
+            for k, value in ((1, 0.60), (7, 0.70)):
+                earlier += reproduce.rows_from_results(
+                    "sider", f"cgmvae-split{k}", _fake_results([value])
+                )
+            stale = reproduce.rows_from_results("sider", "cgmvae-splits", _fake_results([0.1]))
+            stale += reproduce.rows_from_results("sider", "br-splits", _fake_results([0.2]))
+            earlier += reproduce.rows_from_results("sider", "br-split1", _fake_results([0.5]))
+            os.makedirs(out)
+            with open(os.path.join(out, "reproduce_paper_split.json"), "w") as f:
+                json.dump(earlier + stale, f)
+            summary = reproduce.run_grid(
+                "paper_split", workdir=runs, out=out, seeds=1, collect_only=True
+            )
+            with open(summary["json"], encoding="utf-8") as f:
+                saved = {reproduce._row_key(r): r for r in json.load(f)}
+            mean = saved[("sider", "cgmvae-splits", "fixed", "example_f1")]
+            self.assertAlmostEqual(mean["mean"], 0.66)  # (0.61 + 0.71) / 2, not the stale 0.11
+            self.assertNotIn(("sider", "br-splits", "fixed", "example_f1"), saved)  # one split
+            with open(summary["markdown"], encoding="utf-8") as f:
+                text = f.read()
+            carried = text.split("Cells carried over from `reproduce_paper_split.json`")[1]
+            carried = carried.splitlines()[0]
+            for name in ("sider/cgmvae-split1", "sider/cgmvae-split7", "sider/br-split1"):
+                self.assertIn(name, carried)
+            self.assertNotIn("splits", carried)  # means are derived, not carried
+            self.assertIn("| sider | cgmvae-splits | 2 | 0.660 ± 0.050 |", text)
+            self.assertIn("| sider | cgmvae-splits | +0.100 | +0.100 | +0.100 |", text)
 
     @absltest.skipUnless(_HAS_MPL, 'matplotlib is not installed (pip install -e ".[plot]")')
     def test_fraction_grid_plot(self):

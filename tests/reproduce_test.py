@@ -70,10 +70,10 @@ def _write_cell(
     return path
 
 
-def _record_rows(out, rows):
-    """A reproduce.json in `out` holding `rows`, as left by runs made elsewhere."""
+def _record_rows(out, rows, name="reproduce.json"):
+    """A reproduce.json (or `name`) in `out` holding `rows`, as left by runs made elsewhere."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(out, name), "w", encoding="utf-8") as f:
         json.dump(rows, f)
 
 
@@ -343,9 +343,7 @@ class CollectTest(absltest.TestCase):
             stale = reproduce.rows_from_results("sider", "cgmvae-splits", _fake_results([0.1]))
             stale += reproduce.rows_from_results("sider", "br-splits", _fake_results([0.2]))
             earlier += reproduce.rows_from_results("sider", "br-split1", _fake_results([0.5]))
-            os.makedirs(out)
-            with open(os.path.join(out, "reproduce_paper_split.json"), "w") as f:
-                json.dump(earlier + stale, f)
+            _record_rows(out, earlier + stale, "reproduce_paper_split.json")
             summary = reproduce.run_grid(
                 "paper_split", workdir=runs, out=out, seeds=1, collect_only=True
             )

@@ -213,17 +213,23 @@ def parse_variant(name: str) -> tuple[str, float]:
     return base, float(fraction) if fraction else 1.0
 
 
-def grid_names(grid: Grid, variant: str) -> list[str]:
-    """The table rows of one base variant in order: one per fraction, or per split seed
-    followed by the mean over the splits."""
-    names = []
+def grid_rows(grid: Grid, variant: str) -> list[tuple[str, float, tuple]]:
+    """The table rows of one base variant in order, as (name, fraction, splits): one per
+    fraction (splits (None,): the data set's own split), or one per split seed k (splits (k,))
+    followed by the mean over the splits (splits: every split seed)."""
+    rows = []
     for fraction in grid.fractions:
         if grid.split_seeds:
-            names += [variant_name(variant, fraction, s) for s in grid.split_seeds]
-            names.append(splits_mean_name(variant, fraction))
+            rows += [(variant_name(variant, fraction, k), fraction, (k,)) for k in grid.split_seeds]
+            rows.append((splits_mean_name(variant, fraction), fraction, grid.split_seeds))
         else:
-            names.append(variant_name(variant, fraction))
-    return names
+            rows.append((variant_name(variant, fraction), fraction, (None,)))
+    return rows
+
+
+def grid_names(grid: Grid, variant: str) -> list[str]:
+    """The names of `grid_rows`."""
+    return [name for name, _, _ in grid_rows(grid, variant)]
 
 
 def json_name(grid_name: str) -> str:
@@ -708,20 +714,15 @@ def _gain_over_br(grid: Grid, datasets: list[str], table: dict) -> list[str]:
     any_row = False
     for dataset in datasets:
         for variant in trained:
-            for fraction in grid.fractions:
-                rows = [(variant_name(variant, fraction), [None])]
-                if grid.split_seeds:
-                    rows = [(variant_name(variant, fraction, k), [k]) for k in grid.split_seeds]
-                    rows.append((splits_mean_name(variant, fraction), list(grid.split_seeds)))
-                for name, splits in rows:
-                    gains = [
-                        _macro_f1_gain(table, dataset, variant, fraction, splits, protocol)
-                        for protocol in PROTOCOL_ORDER
-                    ]
-                    if any(g is not None for g in gains):
-                        any_row = True
-                        text = ["–" if g is None else f"{g:+.3f}" for g in gains]
-                        lines.append(f"| {dataset} | {name} | " + " | ".join(text) + " |")
+            for name, fraction, splits in grid_rows(grid, variant):
+                gains = [
+                    _macro_f1_gain(table, dataset, variant, fraction, splits, protocol)
+                    for protocol in PROTOCOL_ORDER
+                ]
+                if any(g is not None for g in gains):
+                    any_row = True
+                    text = ["–" if g is None else f"{g:+.3f}" for g in gains]
+                    lines.append(f"| {dataset} | {name} | " + " | ".join(text) + " |")
     return lines + [""] if any_row else []
 
 

@@ -161,8 +161,11 @@ def _verify(trees: dict[str, Any], info: dict, what: str) -> dict:
 
 
 def _first_line(e: BaseException) -> str:
+    """The first line of an error's message, without TensorStore's trailing repr."""
     text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    return text.splitlines()[0].split(" See full TensorStore details:")[0]
 
 
 def _is_disk_full(e: BaseException) -> bool:

@@ -550,12 +550,35 @@ class CorruptStateTest(_FaultTestCase):
         workdir = _copy_reference_trimmed(os.path.join(_TMP, "corrupt_all"))
         for epoch in _complete(workdir):
             _garble_array_bytes(os.path.join(workdir, "checkpoints", "latest", str(epoch)))
+        # Depending on which bytes the garbling hits, an epoch fails its checksum or
+        # TensorStore's own read (a plain Exception); either way each epoch names its error.
         with self.assertRaisesRegex(
             checkpoint.UnreadableCheckpointError,
-            rf"(?s)every one failed.*epoch {_EPOCHS - 2}: \w+Error.*start afresh",
-        ):
+            rf"(?s)every one failed.*epoch {_EPOCHS - 1}: \w+: .*"
+            rf"epoch {_EPOCHS - 2}: \w+: .*start afresh",
+        ) as raised:
             train.train_and_evaluate(_smoke(), workdir)
+        self.assertNotIn("TensorStore details", str(raised.exception))
         self.assertEqual(_complete(workdir), [_EPOCHS - 2, _EPOCHS - 1])  # nothing moved
+
+    def test_a_storage_layer_read_error_is_quoted_without_its_repr(self):
+        # TensorStore raises plain Exceptions whose first line ends in a long object repr.
+        workdir = _copy_reference_trimmed(os.path.join(_TMP, "tensorstore_error"))
+        error = Exception(
+            "Encountered error while reading array index: (slice(0, 1, 1),). "
+            "See full TensorStore details: <bound method spec of TensorStore({\n  'driver': 1"
+        )
+        with mock.patch.object(checkpoint.Checkpointer, "_restore_latest_step", side_effect=error):
+            with self.assertRaises(checkpoint.UnreadableCheckpointError) as raised:
+                _restore(workdir)
+        message = str(raised.exception)
+        for epoch in (_EPOCHS - 1, _EPOCHS - 2):
+            self.assertIn(
+                f"epoch {epoch}: Exception: Encountered error while reading array index: "
+                "(slice(0, 1, 1),).\n",
+                message,
+            )
+        self.assertNotIn("TensorStore details", message)
 
     def test_incompatible_config_is_refused_listing_the_fields(self):
         workdir = _copy_reference("incompatible")

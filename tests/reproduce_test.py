@@ -77,6 +77,16 @@ def _record_rows(out, rows, name="reproduce.json"):
         json.dump(rows, f)
 
 
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _saved_rows(path):
+    """The rows of a reproduce JSON file, keyed by (dataset, variant, protocol, metric)."""
+    return {reproduce._row_key(r): r for r in json.loads(_read(path))}
+
+
 class GridTest(parameterized.TestCase):
     def test_variant_names(self):
         self.assertEqual(reproduce.variant_name("cgmvae", 0.1), "cgmvae@0.1")
@@ -241,15 +251,13 @@ class CollectTest(absltest.TestCase):
             _write_cell(runs, "emotions", "cgmvae", 1.0, _fake_results([0.55, 0.56, 0.57]))
             os.makedirs(out)
             earlier = reproduce.rows_from_results("yeast", "unimodal", _fake_results([0.3]))
-            with open(os.path.join(out, "reproduce.json"), "w", encoding="utf-8") as f:
-                json.dump(earlier, f)
+            _record_rows(out, earlier)
 
             summary = reproduce.run_grid(
                 "main", workdir=runs, out=out, collect_only=True, command="python x --grid=main"
             )
             self.assertEqual(summary["ran"], [])
-            with open(summary["json"], encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = json.loads(_read(summary["json"]))
             per_cell = len(metrics.PROTOCOLS) * len(metrics.METRIC_NAMES)
             self.assertLen(saved, 4 * per_cell)  # 3 collected cells + the earlier ablation rows
             self.assertTrue(all(set(r) == _ROW_KEYS for r in saved))
@@ -263,8 +271,7 @@ class CollectTest(absltest.TestCase):
                 },
             )
 
-            with open(summary["markdown"], encoding="utf-8") as f:
-                text = f.read()
+            text = _read(summary["markdown"])
             self.assertEqual(os.path.basename(summary["markdown"]), "reproduce_main.md")
             for protocol in metrics.PROTOCOLS:
                 self.assertIn(f"## Protocol `{protocol}`", text)
@@ -299,10 +306,10 @@ class CollectTest(absltest.TestCase):
                 "paper_split", workdir=runs, out=out, seeds=2, collect_only=True, datasets=["yeast"]
             )
             self.assertEqual(os.path.basename(summary["json"]), "reproduce_paper_split.json")
-            with open(os.path.join(out, "reproduce.json"), encoding="utf-8") as f:
-                self.assertEqual(json.load(f), main_rows)  # the main table's rows untouched
-            with open(summary["json"], encoding="utf-8") as f:
-                saved = {reproduce._row_key(r): r for r in json.load(f)}
+            # The main table's rows are untouched.
+            main_after = json.loads(_read(os.path.join(out, "reproduce.json")))
+            self.assertEqual(main_after, main_rows)
+            saved = _saved_rows(summary["json"])
             self.assertTrue(all(set(r) == _ROW_KEYS for r in saved.values()))
             mean = saved[("yeast", "cgmvae-splits", "official", "example_f1")]
             # Per-split means 0.62, 0.72, 0.82 (+0.01 for ex-F1): mean 0.72, std over splits.
@@ -315,8 +322,7 @@ class CollectTest(absltest.TestCase):
             self.assertAlmostEqual(br_mean["mean"], 0.525 + offset)  # two splits only
             self.assertEqual(br_mean["seeds"], 2)
 
-            with open(summary["markdown"], encoding="utf-8") as f:
-                text = f.read()
+            text = _read(summary["markdown"])
             self.assertIn("| yeast | cgmvae-split4 | 2 | 0.720 ± 0.010 |", text)
             self.assertIn("| yeast | cgmvae-splits | 3 | 0.720 ± 0.082 |", text)
             self.assertIn("| yeast | paper: C-GMVAE | 3 | 0.656 |", text)
@@ -347,13 +353,11 @@ class CollectTest(absltest.TestCase):
             summary = reproduce.run_grid(
                 "paper_split", workdir=runs, out=out, seeds=1, collect_only=True
             )
-            with open(summary["json"], encoding="utf-8") as f:
-                saved = {reproduce._row_key(r): r for r in json.load(f)}
+            saved = _saved_rows(summary["json"])
             mean = saved[("sider", "cgmvae-splits", "fixed", "example_f1")]
             self.assertAlmostEqual(mean["mean"], 0.66)  # (0.61 + 0.71) / 2, not the stale 0.11
             self.assertNotIn(("sider", "br-splits", "fixed", "example_f1"), saved)  # one split
-            with open(summary["markdown"], encoding="utf-8") as f:
-                text = f.read()
+            text = _read(summary["markdown"])
             carried = text.split("Cells carried over from `reproduce_paper_split.json`")[1]
             carried = carried.splitlines()[0]
             for name in ("sider/cgmvae-split1", "sider/cgmvae-split7", "sider/br-split1"):
@@ -379,8 +383,7 @@ class CollectTest(absltest.TestCase):
             with open(summary["figure"], "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
             self.assertGreater(os.path.getsize(summary["figure"]), 5000)
-            with open(summary["markdown"], encoding="utf-8") as f:
-                text = f.read()
+            text = _read(summary["markdown"])
             self.assertIn("| yeast | cgmvae@0.1 | 2 |", text)
             self.assertIn("| yeast | br@0.5 | 1 |", text)
             self.assertIn("| yeast | unimodal@0.5 |", text)
@@ -451,8 +454,7 @@ class SmokeGridTest(absltest.TestCase):
             for r in summary["rows"]:
                 self.assertTrue(0.0 <= r["mean"] <= 1.0, r)
             self.assertTrue(os.path.exists(os.path.join(runs, "smoke", "cgmvae-s2-e2")))
-            with open(summary["markdown"], encoding="utf-8") as f:
-                self.assertIn("| smoke | cgmvae | 2 |", f.read())
+            self.assertIn("| smoke | cgmvae | 2 |", _read(summary["markdown"]))
             again = reproduce.run_grid("smoke", workdir=runs, out=out, seeds=2)
             self.assertEqual(again["ran"], [])  # finished cells are not run again
             self.assertLen(again["rows"], len(summary["rows"]))
@@ -485,8 +487,7 @@ class SmokeGridTest(absltest.TestCase):
                 sorted(cell for cell, _ in summary["failures"]), ["emotions/br", "emotions/cgmvae"]
             )
             self.assertTrue(all("DatasetNotFoundError" in m for _, m in summary["failures"]))
-            with open(summary["markdown"], encoding="utf-8") as f:
-                self.assertIn("## Cells without results", f.read())
+            self.assertIn("## Cells without results", _read(summary["markdown"]))
 
 
 class LossesGridTest(parameterized.TestCase):
@@ -513,8 +514,7 @@ class LossesGridTest(parameterized.TestCase):
             summary = reproduce.run_grid(
                 "losses", workdir=runs, out=out, seeds=1, collect_only=True
             )
-            with open(summary["markdown"], encoding="utf-8") as f:
-                text = f.read()
+            text = _read(summary["markdown"])
             self.assertIn("## Macro-F1 relative to C-GMVAE", text)
             self.assertIn("| sider | mlp_bce | -0.200 | -0.200 | -0.200 |", text)
             ranking = text.split("## Macro-F1 relative to C-GMVAE")[1]
@@ -539,8 +539,7 @@ class LossesGridTest(parameterized.TestCase):
                 datasets=["yeast"],
                 variants=["mlp_bce"],
             )
-            with open(summary["markdown"], encoding="utf-8") as f:
-                text = f.read()
+            text = _read(summary["markdown"])
             self.assertIn("| yeast | cgmvae | 1 | 0.560 |", text)
             self.assertIn("| yeast | mlp_bce | 1 | 0.410 |", text)
             self.assertIn("| yeast | mlp_bce | -0.150 | -0.150 | -0.150 |", text)

@@ -23,16 +23,16 @@ setuptools.setup(
         "absl-py>=2.0",
         "ml-collections>=0.1.1",
         "tqdm>=4.60",
+        "liac-arff>=2.5",
     ],
     extras_require={
         "test": [
             "pytest>=7",
             "pytest-xdist>=3",
             "scikit-learn>=1.2",
-            "liac-arff>=2.5",
             "ruff>=0.6",
         ],
-        "arff": ["liac-arff>=2.5"],
+        "arff": [],  # liac-arff is a core dependency; the extra stays for old install lines
         "bench": ["torch>=2.1,<2.15"],
         "plot": ["matplotlib>=3.7", "scipy>=1.10"],
     },

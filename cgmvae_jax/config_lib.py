@@ -35,8 +35,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.meta_offset = 0  # MPVAE .npy layout: leading non-label columns per row
     c.num_labels_arff = 0  # Mulan ARFF without XML: number of label attributes (0 = use XML)
     c.label_location = "end"  # ARFF/libsvm with num_labels_arff: labels are the last or first L
+    c.label_prefix = ""  # CSV/TSV with a header: the columns whose name starts with this are labels
     c.fetch = False  # download the data set into the cache when it is not found locally
     c.split = "predefined"  # predefined: keep the data's own split | random: seeded random split
+    c.split_seed = 1  # seeds the split (and the synthetic data); `seed` varies the model only
     c.train_fraction = 1.0  # paper Table 5: fraction of the training split used
     c.val_fraction = 0.1  # random split: validation share (also carved from train when needed)
     c.test_fraction = 0.1  # random split: test share (when the data has no predefined split)

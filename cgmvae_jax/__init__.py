@@ -13,16 +13,22 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "baselines",
     "checkpoint",
     "config_lib",
+    "cpu_rewrites",
     "data",
+    "evaluation",
     "interpret",
+    "layers",
     "losses",
     "metrics",
     "models",
     "objective",
     "sharding",
     "train",
+    "trainer",
+    "workdir",
 )
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from cgmvae_jax import workdir as workdir_lib
+
 
 class _QuietOrbax(std_logging.Filter):
     """Drops Orbax's INFO records (several per save) from the absl log; warnings still show.
@@ -61,8 +63,24 @@ class _QuietOrbaxTasks(std_logging.Filter):
         return not any(k in text for k in ("orbax", "RESOURCE_EXHAUSTED", "No space left"))
 
 
-logging.get_absl_logger().addFilter(_QuietOrbax())
-std_logging.getLogger("asyncio").addFilter(_QuietOrbaxTasks())
+@contextlib.contextmanager
+def quiet_orbax():
+    """Within the block, Orbax's INFO log records and repeated write-error reports are dropped.
+
+    For programs that own the process's logging (the launchers, `cgmvae_jax.fit`); importing
+    this module changes no logger.
+    """
+    filters = (
+        (logging.get_absl_logger(), _QuietOrbax()),
+        (std_logging.getLogger("asyncio"), _QuietOrbaxTasks()),
+    )
+    for logger, f in filters:
+        logger.addFilter(f)
+    try:
+        yield
+    finally:
+        for logger, f in filters:
+            logger.removeFilter(f)
 
 
 def _abstract(tree: Any) -> Any:
@@ -72,15 +90,8 @@ def _abstract(tree: Any) -> Any:
 _CHECKSUM_KEY = "checksum"
 
 
-class OutputWriteError(OSError):
-    """Writing a checkpoint or an output file failed (full disk, no permission, ...).
-
-    `errno` holds the cause (ENOSPC for a full disk); the message says what is intact and what
-    to do.
-    """
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
+# A checkpoint could not be written (full disk, no permission, ...).
+OutputWriteError = workdir_lib.OutputWriteError
 
 
 class NonFiniteCheckpointError(FloatingPointError):

@@ -1,9 +1,9 @@
 """Flax Linen modules of C-GMVAE: encoders, decoder and the full model.
 
-Also the MLP baseline of the loss comparison (`MLPClassifier`, with an optional `KMCLHead`).
 The model returns a dict of named outputs and never a loss; `cgmvae_jax.objective` turns the
-outputs into the training objective. Shapes: B batch, F features, L labels, E label-embedding
-size, d latent size.
+outputs into the training objective. The baselines of the loss comparison are in
+`cgmvae_jax.baselines`; dense layers and init schemes in `cgmvae_jax.layers`. Shapes: B batch,
+F features, L labels, E label-embedding size, d latent size.
 
 Parameters are float32. `dtype` sets the compute dtype of the dense layers (e.g. `jnp.bfloat16`);
 everything returned (logits, embeddings, Gaussian parameters, samples) is float32.
@@ -26,8 +26,7 @@ Usage:
     logits = model.apply(variables, x, method=models.CGMVAE.predict)  # [B, L], no labels needed
 """
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -35,170 +34,9 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-Initializer = Callable[..., jax.Array]
-
-INITS = ("torch", "flax")
-PRIORS = ("mixture", "unimodal")
-
-
-def initializers(init: str, fan_in: int) -> tuple[Initializer, Initializer]:
-    """Kernel and bias initialisers of a dense layer with `fan_in` inputs.
-
-    Args:
-      init: "torch" for PyTorch's `nn.Linear` default, weight and bias both
-        U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (weight: variance_scaling(1/3, "fan_in", "uniform"));
-        it gives the official code's initial logit scale. "flax" for Flax's `nn.Dense` default
-        (lecun_normal kernel, zero bias).
-      fan_in: Number of inputs of the layer (the bias range depends on it).
-
-    Returns:
-      (kernel_init, bias_init); the kernel is laid out [fan_in, features].
-    """
-    if init == "torch":
-        bound = 1.0 / float(fan_in) ** 0.5
-
-        def bias_init(key, shape, dtype=jnp.float32):
-            return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-        return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"), bias_init
-    if init == "flax":
-        return nn.initializers.lecun_normal(), nn.initializers.zeros_init()
-    raise ValueError(f"init must be one of {INITS}, got {init!r}")
-
-
-def soft_clamp(values: jax.Array, limit: float) -> jax.Array:
-    """`limit * tanh(values / limit)`: smooth, identity near 0, bounded by `limit` (0 = off)."""
-    if not limit:
-        return values
-    return limit * jnp.tanh(values / limit)
-
-
-def l2_normalize(values: jax.Array) -> jax.Array:
-    """Rows divided by max(||v||, 1e-12), with a finite gradient at v = 0. Returns float32.
-
-    The gradient is written out (`_l2_normalize_bwd`); it equals the automatic one of
-    `values / sqrt(max(||v||^2, 1e-24))` (tests/speed_rewrites_test.py).
-    """
-    return _l2_normalize(values.astype(jnp.float32))
-
-
-@jax.custom_vjp
-def _l2_normalize(values: jax.Array) -> jax.Array:
-    squared_norm = jnp.sum(jnp.square(values), axis=-1, keepdims=True)  # [..., 1]
-    # sqrt(max(n^2, 1e-24)) = max(n, 1e-12); the max keeps sqrt away from 0, so no inf gradient.
-    return values / jnp.sqrt(jnp.maximum(squared_norm, 1e-24))
-
-
-def _l2_normalize_fwd(values):
-    squared_norm = jnp.sum(jnp.square(values), axis=-1, keepdims=True)  # [..., 1]
-    norm = jnp.sqrt(jnp.maximum(squared_norm, 1e-24))  # [..., 1]
-    unit = values / norm
-    return unit, (unit, norm, squared_norm > 1e-24)
-
-
-def _l2_normalize_bwd(residuals, cotangent):
-    # d/dv (v / n) applied to c: (c - u <c, u>) / n with u = v / n; below the 1e-12 floor n is
-    # a constant and the gradient is c / n. The row dot product <c, u> is a matrix-vector
-    # product: XLA:CPU (jaxlib 0.10) runs the equivalent fused multiply-reduce over rows of
-    # E values several times slower inside the backward pass.
-    unit, norm, above_floor = residuals
-    ones = jnp.ones((unit.shape[-1], 1), unit.dtype)
-    dot = jnp.matmul(cotangent * unit, ones, precision=jax.lax.Precision.HIGHEST)  # [..., 1]
-    return ((cotangent - jnp.where(above_floor, unit * dot, 0.0)) / norm,)
-
-
-_l2_normalize.defvjp(_l2_normalize_fwd, _l2_normalize_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def repeat_leading(values: jax.Array, count: int) -> jax.Array:
-    """`values` repeated along a new leading axis: [...] -> [count, ...] (a broadcast).
-
-    Its gradient adds the `count` cotangent slices with `count - 1` element-wise additions: the
-    automatic gradient of a broadcast is a reduction over the new short leading axis, which
-    XLA:CPU (jaxlib 0.10) runs tens of times slower than the additions. Used where one tensor
-    is shared by the decoder's samples (the x-projection, the posterior mean and scale).
-    """
-    return jnp.broadcast_to(values, (count, *values.shape))
-
-
-def _repeat_leading_fwd(values, count):
-    return repeat_leading(values, count), None
-
-
-def _repeat_leading_bwd(count, residuals, cotangent):
-    del residuals
-    total = cotangent[0]
-    for i in range(1, count):
-        total = total + cotangent[i]
-    return (total,)
-
-
-repeat_leading.defvjp(_repeat_leading_fwd, _repeat_leading_bwd)
-
-
-class Dense(nn.Module):
-    """Affine layer `x @ kernel + bias` with the `init` scheme of `initializers`.
-
-    Attributes:
-      features: Output size.
-      param_init: "torch" | "flax" (see `initializers`).
-      dtype: Compute dtype; parameters are float32.
-    """
-
-    features: int
-    param_init: str = "torch"
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1]
-        kernel_init, bias_init = initializers(self.param_init, fan_in)
-        kernel = self.param("kernel", kernel_init, (fan_in, self.features), jnp.float32)
-        bias = self.param("bias", bias_init, (self.features,), jnp.float32)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return x @ kernel + bias  # [..., features]
-
-
-class MLP(nn.Module):
-    """Dense -> ReLU -> Dropout for every size in `hidden`.
-
-    Attributes:
-      hidden: Output size of each layer.
-      dropout_rate: Drop probability after every ReLU (rng stream "dropout").
-      param_init: "torch" | "flax" (see `initializers`).
-      dtype: Compute dtype.
-    """
-
-    hidden: Sequence[int]
-    dropout_rate: float = 0.0
-    param_init: str = "torch"
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        for size in self.hidden:
-            x = nn.relu(Dense(size, param_init=self.param_init, dtype=self.dtype)(x))
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return x
-
-
-class GaussianHeads(nn.Module):
-    """Two linear heads giving a diagonal Gaussian: mean and soft-clamped log-variance (float32)."""
-
-    latent_dim: int
-    log_var_limit: float = 30.0
-    param_init: str = "torch"
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
-        mean = Dense(self.latent_dim, param_init=self.param_init, dtype=self.dtype, name="mean")(h)
-        log_var = Dense(
-            self.latent_dim, param_init=self.param_init, dtype=self.dtype, name="log_var"
-        )(h)
-        log_var = soft_clamp(log_var.astype(jnp.float32), self.log_var_limit)
-        return mean.astype(jnp.float32), log_var
+from cgmvae_jax import baselines, config_lib
+from cgmvae_jax.cpu_rewrites import l2_normalize, repeat_leading
+from cgmvae_jax.layers import MLP, Dense, GaussianHeads, initializers
 
 
 class FeatureEncoder(nn.Module):
@@ -339,10 +177,8 @@ class CGMVAE(nn.Module):
     dtype: Any = jnp.float32
 
     def setup(self):
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
-        if self.param_init not in INITS:
-            raise ValueError(f"param_init must be one of {INITS}, got {self.param_init!r}")
+        config_lib.check_choice("prior", self.prior)
+        config_lib.check_choice("init", self.param_init, "param_init")
         self.feature_encoder = FeatureEncoder(
             self.latent_dim,
             self.feature_hidden,
@@ -454,27 +290,12 @@ def make_model(config: ml_collections.ConfigDict, num_features: int, num_labels:
       An unbound Linen module.
     """
     del num_features  # inferred from the input by the dense layers
-    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-    if config.dtype not in dtypes:
-        raise ValueError(f"config.dtype must be one of {tuple(dtypes)}, got {config.dtype!r}")
-    if config.model == "cgmvae":
-        return CGMVAE(
-            num_labels=int(num_labels),
-            latent_dim=int(config.latent_dim),
-            embedding_dim=int(config.embedding_dim),
-            feature_hidden=tuple(int(h) for h in config.feature_hidden),
-            label_hidden=tuple(int(h) for h in config.label_hidden),
-            decoder_hidden=tuple(int(h) for h in config.decoder_hidden),
-            dropout_rate=float(config.dropout_rate),
-            param_init=config.init,
-            prior=config.prior,
-            log_var_limit=float(config.log_var_limit),
-            dtype=dtypes[config.dtype],
-        )
+    config_lib.check_choice("model", config.model)
+    config_lib.check_choice("dtype", config.dtype, "config.dtype")
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
     if config.model == "mlp":
-        # MLPClassifier (defined below): feature_hidden, dropout_rate, init, dtype; the KMCL
-        # head when config.loss includes "kmcl" (kmcl_isotropic, kmcl_min_variance).
-        return MLPClassifier(
+        # The KMCL head when config.loss includes "kmcl".
+        return baselines.MLPClassifier(
             num_labels=int(num_labels),
             hidden=tuple(int(h) for h in config.feature_hidden),
             dropout_rate=float(config.dropout_rate),
@@ -482,144 +303,18 @@ def make_model(config: ml_collections.ConfigDict, num_features: int, num_labels:
             kmcl="kmcl" in str(config.loss),
             kmcl_isotropic=bool(config.kmcl_isotropic),
             kmcl_min_variance=float(config.kmcl_min_variance),
-            dtype=dtypes[config.dtype],
+            dtype=dtype,
         )
-    raise ValueError(f"config.model must be 'cgmvae' or 'mlp', got {config.model!r}")
-
-
-# ------------------------------------------------------------------------------------------------
-# MLP baseline with an optional KMCL head (the comparison models of the loss library).
-
-
-class KMCLHead(nn.Module):
-    """KMCL's per-class Gaussians over a feature vector: a mean and a variance head.
-
-    KMCL (Sajedi et al., arXiv 2307.03967) represents each example by one diagonal Gaussian per
-    class around its feature h [B, D]; `losses.kmcl_reconstruction_loss` and
-    `losses.kmcl_contrastive_loss` take these as (means, variances):
-
-    * isotropic: one scalar mean and variance per class (used for all D dimensions),
-      means and variances [B, K];
-    * anisotropic (the released default): a mean and a variance per class and dimension,
-      [B, K, D] (Dense(K * D) heads; the flat index is k * D + d). The released code lays
-      these out [B, D, K]; the losses take [B, K, D].
-
-    Variances are `min_variance + softplus(raw)`, so they stay above `min_variance` (default 1,
-    the floor of the released head, whose variance is 2 + 1e-7 + ELU(raw) > 1). The released
-    head initialises the mean kernel U(0, 0.1) and the variance kernel to ones; here both use
-    the `param_init` scheme, so that the initial variances do not depend on the feature scale.
-
-    Attributes:
-      num_classes: K.
-      isotropic: One scalar per class (True) or one value per class and dimension (False).
-      min_variance: Lower bound of the variances (> 0).
-      param_init: "torch" | "flax" (see `initializers`).
-      dtype: Compute dtype; outputs are float32.
-    """
-
-    num_classes: int
-    isotropic: bool = False
-    min_variance: float = 1.0
-    param_init: str = "torch"
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, features: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Returns (means, variances), float32, [B, K] (isotropic) or [B, K, D] (anisotropic).
-
-        Args:
-          features: h [B, D].
-        """
-        if self.min_variance <= 0:
-            raise ValueError(f"min_variance must be > 0, got {self.min_variance}")
-        dim = features.shape[-1]
-        size = self.num_classes if self.isotropic else self.num_classes * dim
-        shape = features.shape[:-1] + (
-            (self.num_classes,) if self.isotropic else (self.num_classes, dim)
-        )
-        means = Dense(size, param_init=self.param_init, dtype=self.dtype, name="mean")(features)
-        raw = Dense(size, param_init=self.param_init, dtype=self.dtype, name="variance")(features)
-        means = means.astype(jnp.float32).reshape(shape)  # [B, K] or [B, K, D]
-        variances = self.min_variance + nn.softplus(raw.astype(jnp.float32))
-        return means, variances.reshape(shape)  # [B, K] or [B, K, D]
-
-
-class MLPClassifier(nn.Module):
-    """Feature MLP -> linear logits, with an optional KMCL head: the loss-comparison baseline.
-
-    x [B, F] -> `hidden` ReLU + dropout layers -> features h [B, D] (D = hidden[-1]; the
-    penultimate representation used by CLML and KMCL) -> Dense(L) -> logits [B, L]. With
-    `kmcl=True` a `KMCLHead` on h adds the per-class Gaussians. Labels are not an input of the
-    network (the signature matches `CGMVAE` so that the trainer can use either model).
-
-    Usage:
-
-        model = models.MLPClassifier(num_labels=L, kmcl=True)
-        variables = model.init({"params": k0, "dropout": k1}, x, y, train=False)
-        outputs = model.apply(variables, x, y, train=True, rngs={"dropout": k2})
-        logits = model.apply(variables, x, method="predict")  # [B, L]
-
-    Attributes:
-      num_labels: L.
-      hidden: Hidden sizes of the feature MLP (`config.feature_hidden`); at least one.
-      dropout_rate: Drop probability after every hidden layer (rng stream "dropout").
-      param_init: "torch" | "flax" (see `initializers`).
-      kmcl: Whether to add the KMCL head.
-      kmcl_isotropic: See `KMCLHead.isotropic`.
-      kmcl_min_variance: See `KMCLHead.min_variance`.
-      dtype: Compute dtype; parameters and outputs are float32.
-    """
-
-    num_labels: int
-    hidden: Sequence[int] = (256, 512, 256)
-    dropout_rate: float = 0.5
-    param_init: str = "torch"
-    kmcl: bool = False
-    kmcl_isotropic: bool = False
-    kmcl_min_variance: float = 1.0
-    dtype: Any = jnp.float32
-
-    def setup(self):
-        if not self.hidden:
-            raise ValueError("MLPClassifier needs at least one hidden layer (feature_hidden).")
-        if self.param_init not in INITS:
-            raise ValueError(f"param_init must be one of {INITS}, got {self.param_init!r}")
-        self.mlp = MLP(self.hidden, self.dropout_rate, self.param_init, self.dtype)
-        self.classifier = Dense(self.num_labels, param_init=self.param_init, dtype=self.dtype)
-        if self.kmcl:
-            self.kmcl_head = KMCLHead(
-                self.num_labels,
-                self.kmcl_isotropic,
-                self.kmcl_min_variance,
-                self.param_init,
-                self.dtype,
-            )
-
-    def __call__(self, x: jax.Array, y: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-        """Forward pass.
-
-        Args:
-          x: Features [B, F].
-          y: Labels [B, L]; unused (accepted for the trainer's common signature).
-          train: Dropout on (rng stream "dropout"); no other randomness.
-
-        Returns:
-          Dict of float32 arrays: "feat_logits" [B, L] (predictions are their sigmoid),
-          "features" h [B, D]; with `kmcl`, "kmcl_means" and "kmcl_variances" ([B, L] isotropic,
-          [B, L, D] anisotropic).
-        """
-        del y
-        features = self.mlp(x, train=train)  # [B, D]
-        outputs = {
-            "feat_logits": self.classifier(features).astype(jnp.float32),  # [B, L]
-            "features": features.astype(jnp.float32),  # [B, D]
-        }
-        if self.kmcl:
-            means, variances = self.kmcl_head(features)
-            outputs["kmcl_means"] = means  # [B, L] or [B, L, D]
-            outputs["kmcl_variances"] = variances  # same shape
-        return outputs
-
-    def predict(self, x: jax.Array) -> jax.Array:
-        """Deterministic logits [B, L] float32 (dropout off); the KMCL head is not run."""
-        return self.classifier(self.mlp(x, train=False)).astype(jnp.float32)
+    return CGMVAE(
+        num_labels=int(num_labels),
+        latent_dim=int(config.latent_dim),
+        embedding_dim=int(config.embedding_dim),
+        feature_hidden=tuple(int(h) for h in config.feature_hidden),
+        label_hidden=tuple(int(h) for h in config.label_hidden),
+        decoder_hidden=tuple(int(h) for h in config.decoder_hidden),
+        dropout_rate=float(config.dropout_rate),
+        param_init=config.init,
+        prior=config.prior,
+        log_var_limit=float(config.log_var_limit),
+        dtype=dtype,
+    )

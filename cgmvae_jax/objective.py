@@ -29,12 +29,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cgmvae_jax import losses
+from cgmvae_jax import config_lib, losses
 
-PRIORS = ("mixture", "unimodal")
-KL_DIRECTIONS = ("label_to_feature", "feature_to_label")
+PRIORS = config_lib.CHOICES["prior"]
+KL_DIRECTIONS = config_lib.CHOICES["kl_direction"]
+MLP_LOSSES = config_lib.CHOICES["loss"]
 TERMS = ("loss", "bce_label", "bce_feat", "bce_feat2", "kl", "contrastive")
-MLP_LOSSES = ("bce", "asl", "asl+kmcl", "bce+clml", "asl+clml")
 MLP_TERMS = ("loss", "bce", "asl", "kmcl_rec", "kmcl_con", "clml")
 
 LossFn = Callable[
@@ -53,6 +53,18 @@ def masked_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
     total_weight = jnp.sum(jnp.where(active, weights, 0.0))
     total = jnp.sum(jnp.where(active, weights * values, 0.0))
     return jnp.where(total_weight > 0, total / jnp.where(total_weight > 0, total_weight, 1.0), 0.0)
+
+
+def _check_batch(labels, weights, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Labels [B, L] and weights [B] as arrays; ValueError unless they fit the logits [B, L]."""
+    labels, weights = jnp.asarray(labels), jnp.asarray(weights)
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"labels shape {labels.shape} does not match the logits shape {logits.shape}"
+        )
+    if weights.shape != labels.shape[:1]:
+        raise ValueError(f"weights must have shape {labels.shape[:1]}, got {weights.shape}")
+    return labels, weights
 
 
 def _bce(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -100,18 +112,10 @@ def cgmvae_loss(
     Raises:
       ValueError: For an unknown `prior` or `kl_direction`, or shapes that do not fit.
     """
-    if prior not in PRIORS:
-        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-    if kl_direction not in KL_DIRECTIONS:
-        raise ValueError(f"kl_direction must be one of {KL_DIRECTIONS}, got {kl_direction!r}")
-    labels, weights = jnp.asarray(labels), jnp.asarray(weights)
+    config_lib.check_choice("prior", prior)
+    config_lib.check_choice("kl_direction", kl_direction)
     feat_logits = outputs["feat_logits"]  # [B, L]
-    if labels.shape != feat_logits.shape:
-        raise ValueError(
-            f"labels shape {labels.shape} does not match the logits shape {feat_logits.shape}"
-        )
-    if weights.shape != labels.shape[:1]:
-        raise ValueError(f"weights must have shape {labels.shape[:1]}, got {weights.shape}")
+    labels, weights = _check_batch(labels, weights, feat_logits)
 
     positive = labels > 0  # [B, L]
     targets = positive.astype(jnp.float32)  # [B, L]
@@ -222,7 +226,7 @@ def mlp_loss(
     per-row means (CLML uses only which rows are valid).
 
     Args:
-      outputs: `models.MLPClassifier.__call__` outputs: "feat_logits" [B, L], "features"
+      outputs: `baselines.MLPClassifier.__call__` outputs: "feat_logits" [B, L], "features"
         [B, D], and for KMCL "kmcl_means", "kmcl_variances" ([B, L] or [B, L, D]).
       labels: Multi-hot labels [B, L], bool or 0/1 of any dtype.
       weights: Per-example validity weights [B] (0 for padding rows).
@@ -249,17 +253,10 @@ def mlp_loss(
       ValueError: For an unknown `loss`, shapes that do not fit, or a CLML loss without epoch.
       KeyError: If a KMCL loss gets outputs without the KMCL head.
     """
-    if loss not in MLP_LOSSES:
-        raise ValueError(f"loss must be one of {MLP_LOSSES}, got {loss!r}")
+    config_lib.check_choice("loss", loss)
     base, _, extra = loss.partition("+")
-    labels, weights = jnp.asarray(labels), jnp.asarray(weights)
     logits = outputs["feat_logits"]  # [B, L]
-    if labels.shape != logits.shape:
-        raise ValueError(
-            f"labels shape {labels.shape} does not match the logits shape {logits.shape}"
-        )
-    if weights.shape != labels.shape[:1]:
-        raise ValueError(f"weights must have shape {labels.shape[:1]}, got {weights.shape}")
+    labels, weights = _check_batch(labels, weights, logits)
     if extra == "clml" and epoch is None:
         raise ValueError(f"loss={loss!r} needs the current epoch (label correction).")
     if extra == "kmcl" and "kmcl_means" not in outputs:
@@ -287,43 +284,70 @@ def mlp_loss(
     total = terms[base]
 
     if extra == "kmcl":
-        features = _select_rows(outputs["features"], is_valid)  # [B, D]
-        means = _select_rows(outputs["kmcl_means"], is_valid)  # [B, L(, D)]
-        variances = _select_rows(outputs["kmcl_variances"], is_valid, 1.0)  # [B, L(, D)]
-        if kmcl_distance_scale is None:  # exact Bhattacharyya distance
-            kmcl_distance_scale = 1.0 if means.ndim == 3 else float(features.shape[-1])
-        defined = jnp.where(jnp.any(positive, axis=-1), valid, 0.0)  # [B]
-        rec = losses.kmcl_reconstruction_loss(features, safe_logits, means, variances, targets)
-        con = losses.kmcl_contrastive_loss(
-            means,
-            variances,
+        rec, con = _kmcl_terms(
+            outputs,
+            safe_logits,
             targets,
+            valid,
             temperature=kmcl_temperature,
             distance_scale=kmcl_distance_scale,
-            mask=is_valid,
-        )  # [B]
-        # Anchors with a positive: another valid row sharing a label.
-        shares = jnp.matmul(targets, targets.T, precision=jax.lax.Precision.HIGHEST) > 0
-        shares = shares & ~jnp.eye(shares.shape[0], dtype=bool) & is_valid[None, :]
-        anchors = jnp.where(jnp.any(shares, axis=-1), valid, 0.0)  # [B]
-        terms["kmcl_rec"] = masked_mean(rec, defined)
-        terms["kmcl_con"] = masked_mean(con, anchors)
-        total = total + kmcl_weight * (terms["kmcl_rec"] + terms["kmcl_con"])
+        )
+        terms["kmcl_rec"], terms["kmcl_con"] = rec, con
+        total = total + kmcl_weight * (rec + con)
     elif extra == "clml":
-        features = _select_rows(outputs["features"], is_valid)  # [B, D]: zero rows are inert
-        num_valid = jnp.sum(is_valid)
-        value = losses.clml_loss(
-            features,
+        terms["clml"] = _clml_term(
+            outputs["features"],
             safe_logits,
-            _select_rows(targets, is_valid),
+            targets,
+            valid,
             threshold=clml_threshold,
             epoch=epoch,
             start_epoch=clml_start_epoch,
-        )  # lam / B * [...] with B counting padding rows: rescale to the valid rows
-        scale = features.shape[0] / jnp.maximum(num_valid, 1).astype(jnp.float32)
-        terms["clml"] = jnp.where(num_valid > 0, value * scale, 0.0)
+        )
         total = total + clml_weight * terms["clml"]
     return total, {"loss": total, **terms}
+
+
+def _kmcl_terms(outputs, safe_logits, targets, valid, *, temperature, distance_scale):
+    """The KMCL reconstruction and contrastive terms of `mlp_loss`, each a scalar mean."""
+    is_valid = valid > 0  # [B]
+    features = _select_rows(outputs["features"], is_valid)  # [B, D]
+    means = _select_rows(outputs["kmcl_means"], is_valid)  # [B, L(, D)]
+    variances = _select_rows(outputs["kmcl_variances"], is_valid, 1.0)  # [B, L(, D)]
+    if distance_scale is None:  # exact Bhattacharyya distance
+        distance_scale = 1.0 if means.ndim == 3 else float(features.shape[-1])
+    defined = jnp.where(jnp.any(targets > 0, axis=-1), valid, 0.0)  # [B]
+    rec = losses.kmcl_reconstruction_loss(features, safe_logits, means, variances, targets)
+    con = losses.kmcl_contrastive_loss(
+        means,
+        variances,
+        targets,
+        temperature=temperature,
+        distance_scale=distance_scale,
+        mask=is_valid,
+    )  # [B]
+    # Anchors with a positive: another valid row sharing a label.
+    shares = jnp.matmul(targets, targets.T, precision=jax.lax.Precision.HIGHEST) > 0
+    shares = shares & ~jnp.eye(shares.shape[0], dtype=bool) & is_valid[None, :]
+    anchors = jnp.where(jnp.any(shares, axis=-1), valid, 0.0)  # [B]
+    return masked_mean(rec, defined), masked_mean(con, anchors)
+
+
+def _clml_term(features, safe_logits, targets, valid, *, threshold, epoch, start_epoch):
+    """The CLML term of `mlp_loss` over the valid rows of a (padded) batch."""
+    is_valid = valid > 0  # [B]
+    features = _select_rows(features, is_valid)  # [B, D]: zero rows are inert
+    num_valid = jnp.sum(is_valid)
+    value = losses.clml_loss(
+        features,
+        safe_logits,
+        _select_rows(targets, is_valid),
+        threshold=threshold,
+        epoch=epoch,
+        start_epoch=start_epoch,
+    )  # lam / B * [...] with B counting padding rows: rescale to the valid rows
+    scale = features.shape[0] / jnp.maximum(num_valid, 1).astype(jnp.float32)
+    return jnp.where(num_valid > 0, value * scale, 0.0)
 
 
 def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
@@ -338,9 +362,9 @@ def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
     kmcl_temperature, kmcl_distance_scale (0 = exact distance), clml_weight, clml_threshold and
     clml_start_epoch taken from `config`.
     """
+    for field in ("model", "loss", "prior", "kl_direction"):
+        config_lib.check_choice(field, config[field], f"config.{field}")
     if config.model == "mlp":
-        if config.loss not in MLP_LOSSES:
-            raise ValueError(f"config.loss must be one of {MLP_LOSSES}, got {config.loss!r}")
         distance_scale = float(config.kmcl_distance_scale)
         mlp_settings = dict(
             loss=str(config.loss),
@@ -359,14 +383,6 @@ def make_loss_fn(config: ml_collections.ConfigDict) -> LossFn:
             return mlp_loss(outputs, labels, weights, epoch=epoch, **mlp_settings)
 
         return mlp_loss_fn
-    if config.model != "cgmvae":
-        raise ValueError(f"config.model must be 'cgmvae' or 'mlp', got {config.model!r}")
-    if config.prior not in PRIORS:
-        raise ValueError(f"config.prior must be one of {PRIORS}, got {config.prior!r}")
-    if config.kl_direction not in KL_DIRECTIONS:
-        raise ValueError(
-            f"config.kl_direction must be one of {KL_DIRECTIONS}, got {config.kl_direction!r}"
-        )
     settings = dict(
         bce_weight=float(config.bce_weight),
         kl_weight=float(config.kl_weight),

@@ -58,11 +58,6 @@ def batch_sharding(mesh) -> jax.sharding.NamedSharding | None:
     return None if mesh is None else jax.sharding.NamedSharding(mesh, jax.P("data"))
 
 
-def step_batch_sharding(mesh) -> jax.sharding.NamedSharding | None:
-    """The constraint applied to each batch inside the (seed-vmapped) step."""
-    return batch_sharding(mesh)
-
-
 def fits_on_device(train_x: np.ndarray, train_y: np.ndarray, config) -> bool:
     """Whether the training split fits the configured device budget (`device_data_limit_mb`)."""
     megabytes = (train_x.nbytes + train_y.nbytes) / 2**20

@@ -12,12 +12,4 @@ from cgmvae_jax import config_lib
 
 def get_config():
     """Returns the ebird configuration."""
-    config = config_lib.base_config()
-    config.dataset = "ebird"
-    config.learning_rate = 0.001
-    config.contrastive_weight = 1.0  # paper alpha
-    config.bce_weight = 0.5  # paper beta
-    config.embedding_dim = 2048
-    config.dropout_rate = 0.5
-    config.batch_size = 128
-    return config
+    return config_lib.dataset_config("ebird")

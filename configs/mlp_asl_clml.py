@@ -14,8 +14,4 @@ from cgmvae_jax import config_lib
 
 def get_config():
     """Returns the mlp_asl_clml configuration."""
-    config = config_lib.base_config()
-    config.dataset = "yeast"
-    config.model = "mlp"
-    config.loss = "asl+clml"
-    return config
+    return config_lib.dataset_config("yeast", model="mlp", loss="asl+clml")

@@ -12,13 +12,4 @@ from cgmvae_jax import config_lib
 
 def get_config():
     """Returns the reuters configuration."""
-    config = config_lib.base_config()
-    config.dataset = "reuters"
-    config.learning_rate = 0.005
-    config.contrastive_weight = 2.0  # paper alpha
-    config.bce_weight = 1.0  # paper beta
-    config.embedding_dim = 2048
-    config.dropout_rate = 0.5
-    config.batch_size = 128
-    config.decoder_hidden = (512, 512)
-    return config
+    return config_lib.dataset_config("reuters")

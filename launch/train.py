@@ -37,7 +37,8 @@ def main(argv):
     workdir = FLAGS.workdir or default_workdir(FLAGS["config"].config_filename)
     logging.info("workdir: %s", os.path.abspath(workdir))
     try:
-        results = train.train_and_evaluate(FLAGS.config, workdir)
+        with checkpoint.quiet_orbax():
+            results = train.train_and_evaluate(FLAGS.config, workdir)
     except train.TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 0

@@ -31,7 +31,9 @@ import optax
 from absl.testing import absltest, parameterized
 from flax import linen as nn
 
-from cgmvae_jax import checkpoint, config_lib, data, models, train
+from cgmvae_jax import checkpoint, config_lib, data, layers, train
+from cgmvae_jax import trainer as trainer_lib
+from cgmvae_jax import workdir as workdir_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TMP = ""  # a fresh temporary directory per test run (setUpModule)
@@ -781,7 +783,7 @@ class NumericsTest(_FaultTestCase):
             value = loss(outputs)
             return value, {"term": value}
 
-        new_state, m = train.train_step(
+        new_state, m = trainer_lib.train_step(
             state, x, y, jnp.ones((4,)), jax.random.key(1), loss_fn=loss_fn
         )
         self.assertFalse(bool(m["finite"]))
@@ -826,12 +828,12 @@ class NumericsTest(_FaultTestCase):
 
     def test_log_variance_soft_clamp_keeps_exp_finite(self):
         v = jnp.array([-1e30, -1e6, -40.0, 0.0, 1e-3, 40.0, 1e6, 1e30], jnp.float32)
-        clamped = models.soft_clamp(v, 30.0)
+        clamped = layers.soft_clamp(v, 30.0)
         self.assertTrue(bool(jnp.all(jnp.abs(clamped) <= 30.0)))
         self.assertTrue(bool(jnp.all(jnp.isfinite(jnp.exp(clamped)))))
         self.assertTrue(bool(jnp.all(jnp.isfinite(jnp.exp(-clamped)))))
         np.testing.assert_allclose(clamped[3:5], v[3:5], rtol=1e-6)
-        grad = jax.grad(lambda u: jnp.sum(jnp.exp(models.soft_clamp(u, 30.0))))(v)
+        grad = jax.grad(lambda u: jnp.sum(jnp.exp(layers.soft_clamp(u, 30.0))))(v)
         self.assertTrue(bool(jnp.all(jnp.isfinite(grad))))
 
 
@@ -1012,7 +1014,7 @@ class DiskFullTest(_FaultTestCase):
                 shutil.rmtree(
                     os.path.join(workdir, "checkpoints", kind, str(_EPOCHS - 1)), ignore_errors=True
                 )
-        with mock.patch.object(train, "open", _open_failing_for(name, mode), create=True):
+        with mock.patch.object(workdir_lib, "open", _open_failing_for(name, mode), create=True):
             with self.assertRaises(train.OutputWriteError) as cm:
                 train.train_and_evaluate(_smoke(), workdir)
         self.assertIn(

@@ -1,4 +1,4 @@
-"""Tests for the MLP baselines: models.KMCLHead, models.MLPClassifier, objective.mlp_loss,
+"""Tests for the MLP baselines: baselines.KMCLHead, baselines.MLPClassifier, objective.mlp_loss,
 the mlp_* configs and training them end to end."""
 
 import functools
@@ -13,7 +13,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax import test_util as jtu
 
-from cgmvae_jax import config_lib, losses, models, objective
+from cgmvae_jax import baselines, config_lib, losses, models, objective
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B, F, L, D = 6, 5, 4, 3  # batch, input features, labels, feature (penultimate) size
@@ -69,7 +69,7 @@ def all_finite(tree):
 class KMCLHeadTest(parameterized.TestCase):
     @parameterized.named_parameters(("isotropic", True, (B, L)), ("anisotropic", False, (B, L, D)))
     def test_shapes_dtype_and_variance_floor(self, isotropic, shape):
-        head = models.KMCLHead(L, isotropic=isotropic, min_variance=0.5)
+        head = baselines.KMCLHead(L, isotropic=isotropic, min_variance=0.5)
         h = jax.random.normal(jax.random.key(0), (B, D)) * 100.0  # large features
         params = head.init(jax.random.key(1), h)
         means, variances = head.apply(params, h)
@@ -81,7 +81,7 @@ class KMCLHeadTest(parameterized.TestCase):
         self.assertEqual(kernel.shape, (D, L if isotropic else L * D))
 
     def test_anisotropic_layout_is_class_major(self):
-        head = models.KMCLHead(L, isotropic=False)
+        head = baselines.KMCLHead(L, isotropic=False)
         h = jax.random.normal(jax.random.key(0), (B, D))
         params = head.init(jax.random.key(1), h)
         means, _ = head.apply(params, h)
@@ -91,13 +91,13 @@ class KMCLHeadTest(parameterized.TestCase):
         np.testing.assert_allclose(means[:, 2, 1], flat[:, 2 * D + 1], rtol=1e-5, atol=1e-5)
 
     def test_bfloat16_compute_gives_float32(self):
-        head = models.KMCLHead(L, dtype=jnp.bfloat16)
+        head = baselines.KMCLHead(L, dtype=jnp.bfloat16)
         h = jnp.ones((B, D))
         means, variances = head.apply(head.init(jax.random.key(0), h), h)
         self.assertEqual((means.dtype, variances.dtype), (jnp.float32, jnp.float32))
 
     def test_bad_min_variance_raises(self):
-        head = models.KMCLHead(L, min_variance=0.0)
+        head = baselines.KMCLHead(L, min_variance=0.0)
         with self.assertRaisesRegex(ValueError, "min_variance"):
             head.init(jax.random.key(0), jnp.ones((B, D)))
 
@@ -113,7 +113,7 @@ class MLPClassifierTest(parameterized.TestCase):
         ("kmcl_anisotropic", True, False, (B, L, D)),
     )
     def test_outputs(self, kmcl, isotropic, kmcl_shape):
-        model = models.MLPClassifier(L, hidden=(7, D), kmcl=kmcl, kmcl_isotropic=isotropic)
+        model = baselines.MLPClassifier(L, hidden=(7, D), kmcl=kmcl, kmcl_isotropic=isotropic)
         x = jax.random.normal(jax.random.key(2), (B, F))
         variables = self.init(model, x)
         out = model.apply(variables, x, LABELS, train=True, rngs={"dropout": jax.random.key(3)})
@@ -130,7 +130,7 @@ class MLPClassifierTest(parameterized.TestCase):
         )
 
     def test_predict_is_deterministic_call(self):
-        model = models.MLPClassifier(L, hidden=(8, D), dropout_rate=0.5, kmcl=True)
+        model = baselines.MLPClassifier(L, hidden=(8, D), dropout_rate=0.5, kmcl=True)
         x = jax.random.normal(jax.random.key(2), (B, F))
         variables = self.init(model, x)
         logits = jax.jit(lambda v, x: model.apply(v, x, method="predict"))(variables, x)
@@ -142,7 +142,7 @@ class MLPClassifierTest(parameterized.TestCase):
         self.assertFalse(np.allclose(train_out["feat_logits"], logits))  # dropout is on
 
     def test_labels_are_not_an_input(self):
-        model = models.MLPClassifier(L, hidden=(8,))
+        model = baselines.MLPClassifier(L, hidden=(8,))
         x = jax.random.normal(jax.random.key(2), (B, F))
         variables = self.init(model, x)
         a = model.apply(variables, x, LABELS, train=False)
@@ -159,7 +159,7 @@ class MLPClassifierTest(parameterized.TestCase):
         model = models.make_model(config, F, L)
         self.assertEqual(
             model,
-            models.MLPClassifier(
+            baselines.MLPClassifier(
                 num_labels=L,
                 hidden=(9, 5),
                 dropout_rate=0.2,
@@ -171,7 +171,7 @@ class MLPClassifierTest(parameterized.TestCase):
         )
 
     def test_empty_hidden_raises(self):
-        model = models.MLPClassifier(L, hidden=())
+        model = baselines.MLPClassifier(L, hidden=())
         with self.assertRaisesRegex(ValueError, "hidden"):
             self.init(model, jnp.ones((B, F)))
 

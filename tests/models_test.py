@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from cgmvae_jax import config_lib, models
+from cgmvae_jax import baselines, config_lib, cpu_rewrites, layers, models
 
 B, F, L, E, D = 4, 7, 5, 16, 3  # batch, features, labels, embedding, latent
 
@@ -150,7 +150,7 @@ class CGMVAETest(parameterized.TestCase):
             # Uniform on the full range, not a narrower one (max |v| close to the bound).
             self.assertGreater(float(jnp.max(jnp.abs(value))), 0.5 * bound, name)
         # Kernel variance of U(-a, a) is a^2 / 3 = 1 / (3 fan_in), on a larger layer.
-        big = models.Dense(400, param_init="torch").init(jax.random.key(3), jnp.ones((1, 300)))
+        big = layers.Dense(400, param_init="torch").init(jax.random.key(3), jnp.ones((1, 300)))
         np.testing.assert_allclose(np.var(big["params"]["kernel"]), 1.0 / 900.0, rtol=0.02)
         np.testing.assert_allclose(np.var(big["params"]["bias"]), 1.0 / 900.0, rtol=0.25)
         # |logit_l| <= ||W_l|| because the embeddings have unit norm.
@@ -160,12 +160,12 @@ class CGMVAETest(parameterized.TestCase):
             self.assertTrue(np.all(np.abs(out[name]) <= row_norms + 1e-5), name)
 
     def test_flax_init_is_lecun_normal_with_zero_bias(self):
-        kernel_init, bias_init = models.initializers("flax", 300)
+        kernel_init, bias_init = layers.initializers("flax", 300)
         kernel = kernel_init(jax.random.key(0), (300, 400), jnp.float32)
         np.testing.assert_allclose(np.var(kernel), 1.0 / 300.0, rtol=0.05)
         np.testing.assert_array_equal(bias_init(jax.random.key(1), (400,), jnp.float32), 0.0)
         with self.assertRaisesRegex(ValueError, "init"):
-            models.initializers("xavier", 3)
+            layers.initializers("xavier", 3)
 
     def test_bad_options_raise(self):
         with self.assertRaisesRegex(ValueError, "prior"):
@@ -280,9 +280,9 @@ class CGMVAETest(parameterized.TestCase):
         self.assertFalse(np.allclose(ordered["label_means"][0], ordered["label_means"][3]))
 
     def test_log_var_soft_clamp(self):
-        np.testing.assert_allclose(models.soft_clamp(jnp.array([1e6, -1e6]), 30.0), [30, -30])
-        np.testing.assert_allclose(models.soft_clamp(jnp.array([0.1]), 30.0), [0.1], rtol=1e-5)
-        np.testing.assert_array_equal(models.soft_clamp(jnp.array([1e6]), 0.0), [1e6])
+        np.testing.assert_allclose(layers.soft_clamp(jnp.array([1e6, -1e6]), 30.0), [30, -30])
+        np.testing.assert_allclose(layers.soft_clamp(jnp.array([0.1]), 30.0), [0.1], rtol=1e-5)
+        np.testing.assert_array_equal(layers.soft_clamp(jnp.array([1e6]), 0.0), [1e6])
         model = small_model(log_var_limit=2.0)
         variables = init(model)
         scaled = jax.tree.map(lambda a: a * 1e3, variables)  # huge pre-clamp log-variances
@@ -292,10 +292,10 @@ class CGMVAETest(parameterized.TestCase):
         self.assertTrue(np.all(np.isfinite(out["z_kl"])))
 
     def test_l2_normalize_zero_vector_has_finite_gradient(self):
-        grad = jax.grad(lambda v: jnp.sum(models.l2_normalize(v)))(jnp.zeros((2, 4)))
+        grad = jax.grad(lambda v: jnp.sum(cpu_rewrites.l2_normalize(v)))(jnp.zeros((2, 4)))
         self.assertTrue(np.all(np.isfinite(grad)))
         np.testing.assert_allclose(
-            models.l2_normalize(jnp.array([[3.0, 4.0]])), [[0.6, 0.8]], atol=1e-7
+            cpu_rewrites.l2_normalize(jnp.array([[3.0, 4.0]])), [[0.6, 0.8]], atol=1e-7
         )
 
     @parameterized.named_parameters(("mixture", "mixture"), ("unimodal", "unimodal"))
@@ -374,7 +374,7 @@ class MakeModelTest(parameterized.TestCase):
 
     def test_mlp_model_and_bad_values_raise(self):
         self.assertIsInstance(
-            models.make_model(self.config(model="mlp"), F, L), models.MLPClassifier
+            models.make_model(self.config(model="mlp"), F, L), baselines.MLPClassifier
         )
         with self.assertRaisesRegex(ValueError, "model"):
             models.make_model(self.config(model="transformer"), F, L)

@@ -3,9 +3,9 @@
 Each rewrite made for speed is compared with the plain computation it replaces (values and
 gradients, float tolerance):
 
-* `models.l2_normalize`: hand-written gradient vs the automatic gradient of
+* `cpu_rewrites.l2_normalize`: hand-written gradient vs the automatic gradient of
   `v / sqrt(max(||v||^2, 1e-24))`;
-* `models.repeat_leading`: summed-slices gradient vs the gradient of `jnp.broadcast_to`;
+* `cpu_rewrites.repeat_leading`: summed-slices gradient vs the gradient of `jnp.broadcast_to`;
 * `models.Decoder`: the x-projection computed once for all samples vs `concat(x, z) @ W + b`
   per sample;
 * the mixture KL in matrix-product form (O(B L) memory) vs the [B, L, d] broadcast;
@@ -26,7 +26,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax import test_util as jtu
 
-from cgmvae_jax import losses, models, objective, train
+from cgmvae_jax import cpu_rewrites, losses, models, objective, train
+from cgmvae_jax import trainer as trainer_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,17 +77,19 @@ class L2NormalizeTest(parameterized.TestCase):
             v[0, 1] = 0.0
             v[1, 3] = 1e-14  # below the 1e-12 floor of the norm
         g = rng.normal(size=v.shape).astype(np.float32)
-        got = jax.jit(models.l2_normalize)(v)
+        got = jax.jit(cpu_rewrites.l2_normalize)(v)
         want = _plain_l2_normalize(jnp.asarray(v))
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-        grad = jax.jit(jax.grad(lambda a: jnp.sum(g * models.l2_normalize(a))))(v)
+        grad = jax.jit(jax.grad(lambda a: jnp.sum(g * cpu_rewrites.l2_normalize(a))))(v)
         grad_want = jax.grad(lambda a: jnp.sum(g * _plain_l2_normalize(a)))(jnp.asarray(v))
         self.assertTrue(np.isfinite(grad).all())
         np.testing.assert_allclose(grad, grad_want, rtol=1e-5, atol=1e-5 / scale)
 
     def test_numerical_gradient(self):
         v = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)), jnp.float32)
-        jtu.check_grads(models.l2_normalize, (v,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+        jtu.check_grads(
+            cpu_rewrites.l2_normalize, (v,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2
+        )
 
     def test_under_vmap(self):
         rng = np.random.default_rng(2)
@@ -97,7 +100,7 @@ class L2NormalizeTest(parameterized.TestCase):
             return jnp.sum(g * jax.vmap(fn)(a))
 
         np.testing.assert_allclose(
-            jax.grad(functools.partial(loss, models.l2_normalize))(v),
+            jax.grad(functools.partial(loss, cpu_rewrites.l2_normalize))(v),
             jax.grad(functools.partial(loss, _plain_l2_normalize))(v),
             rtol=1e-5,
             atol=1e-6,
@@ -110,9 +113,9 @@ class RepeatLeadingTest(parameterized.TestCase):
         rng = np.random.default_rng(count)
         x = rng.normal(size=(4, 5)).astype(np.float32)
         g = rng.normal(size=(count, 4, 5)).astype(np.float32)
-        got = jax.jit(models.repeat_leading, static_argnums=1)(x, count)
+        got = jax.jit(cpu_rewrites.repeat_leading, static_argnums=1)(x, count)
         np.testing.assert_array_equal(got, np.broadcast_to(x, (count, 4, 5)))
-        grad = jax.grad(lambda a: jnp.sum(g * jnp.sin(models.repeat_leading(a, count))))(x)
+        grad = jax.grad(lambda a: jnp.sum(g * jnp.sin(cpu_rewrites.repeat_leading(a, count))))(x)
         want = jax.grad(lambda a: jnp.sum(g * jnp.sin(jnp.broadcast_to(a, (count, 4, 5)))))(x)
         np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-6)
 
@@ -120,7 +123,9 @@ class RepeatLeadingTest(parameterized.TestCase):
         rng = np.random.default_rng(5)
         x = rng.normal(size=(2, 4, 5)).astype(np.float32)
         g = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
-        grad = jax.grad(lambda a: jnp.sum(g * jax.vmap(lambda b: models.repeat_leading(b, 3))(a)))
+        grad = jax.grad(
+            lambda a: jnp.sum(g * jax.vmap(lambda b: cpu_rewrites.repeat_leading(b, 3))(a))
+        )
         np.testing.assert_allclose(grad(x), g.sum(axis=1), rtol=1e-6, atol=1e-6)
 
 
@@ -223,7 +228,7 @@ class OneSeedProgramTest(parameterized.TestCase):
         vmapped = jax.jit(
             jax.vmap(
                 functools.partial(
-                    train.train_steps,
+                    trainer_lib.train_steps,
                     loss_fn=trainer.loss_fn,
                     steps_per_epoch=trainer.steps_per_epoch,
                 ),
@@ -290,7 +295,7 @@ class LargeLabelSetTest(parameterized.TestCase):
         trainer = self._trainer()
         state = jax.tree.map(lambda a: a[0], trainer.init_state())
         x, y = self._data()
-        step = functools.partial(train.train_step, loss_fn=trainer.loss_fn)
+        step = functools.partial(trainer_lib.train_step, loss_fn=trainer.loss_fn)
         jaxpr = jax.make_jaxpr(step)(state, x, y, jnp.ones((self.B,)), jax.random.key(0))
         self.assertLess(_max_intermediate_size(jaxpr.jaxpr), self.B * self.L * self.D)
         self.assertGreaterEqual(_max_intermediate_size(jaxpr.jaxpr), 3 * self.B * self.L)
@@ -303,7 +308,7 @@ class LargeLabelSetTest(parameterized.TestCase):
             )
             return jnp.mean(comp * labels), {}
 
-        slow = functools.partial(train.train_step, loss_fn=broadcast_kl)
+        slow = functools.partial(trainer_lib.train_step, loss_fn=broadcast_kl)
         slow_jaxpr = jax.make_jaxpr(slow)(state, x, y, jnp.ones((self.B,)), jax.random.key(0))
         self.assertGreaterEqual(_max_intermediate_size(slow_jaxpr.jaxpr), self.B * self.L * self.D)
 

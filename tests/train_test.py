@@ -14,6 +14,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from cgmvae_jax import config_lib, metrics, train
+from cgmvae_jax import trainer as trainer_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _METRIC_KEYS = {
@@ -68,20 +69,20 @@ class ScheduleTest(parameterized.TestCase):
     def test_warm_restarts(self, epoch, expected):
         config = config_lib.base_config()
         config.num_epochs = 200
-        lrs = train.learning_rates(config)
+        lrs = trainer_lib.learning_rates(config)
         self.assertAlmostEqual(lrs[epoch], expected, places=12)
 
     def test_constant_period_without_growth(self):
         config = config_lib.base_config()
         config.num_epochs, config.restart_period, config.restart_mult = 10, 3, 1
-        lrs = train.learning_rates(config)
+        lrs = trainer_lib.learning_rates(config)
         np.testing.assert_allclose(lrs[[0, 3, 6, 9]], config.learning_rate)
         np.testing.assert_allclose(lrs[1], lrs[4])
 
     def test_optimizer_is_coupled_l2_adam(self):
         config = config_lib.base_config()
         config.weight_decay = 0.1
-        tx = train.make_optimizer(config, steps_per_epoch=3)
+        tx = trainer_lib.make_optimizer(config, steps_per_epoch=3)
         params = {"w": jnp.array([1.0, -2.0])}
         grads = {"w": jnp.array([0.5, 0.25])}
         updates, _ = tx.update(grads, tx.init(params), params)
@@ -110,7 +111,9 @@ class StepTest(parameterized.TestCase):
         state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
         x, y, w = self._batch(empty_rows)
         key = jax.random.key(0)
-        step = jax.jit(lambda s: train.train_step(s, x, y, w, key, loss_fn=self.trainer.loss_fn))
+        step = jax.jit(
+            lambda s: trainer_lib.train_step(s, x, y, w, key, loss_fn=self.trainer.loss_fn)
+        )
         new_state, m = step(state)
         self.assertEqual(int(new_state.step), 1)
         for name, value in m.items():
@@ -132,18 +135,18 @@ class StepTest(parameterized.TestCase):
             loss, terms = self.trainer.loss_fn(outputs, labels, weights, epoch=epoch)
             return loss * jnp.nan, terms
 
-        new_state, m = train.train_step(state, x, y, w, jax.random.key(0), loss_fn=nan_loss)
+        new_state, m = trainer_lib.train_step(state, x, y, w, jax.random.key(0), loss_fn=nan_loss)
         self.assertFalse(bool(m["finite"]))
         chex.assert_trees_all_equal(new_state.params, state.params)
         chex.assert_trees_all_equal(new_state.opt_state, state.opt_state)
 
     def test_epoch_indices_cover_each_row_once(self):
-        idx, w = train.epoch_indices(jax.random.key(3), 2, num_examples=70, batch_size=32)
+        idx, w = trainer_lib.epoch_indices(jax.random.key(3), 2, num_examples=70, batch_size=32)
         self.assertEqual(idx.shape, (3, 32))
         real = np.asarray(idx)[np.asarray(w) > 0]
         np.testing.assert_array_equal(np.sort(real), np.arange(70))
         self.assertEqual(float(w.sum()), 70.0)
-        other, _ = train.epoch_indices(jax.random.key(3), 3, num_examples=70, batch_size=32)
+        other, _ = trainer_lib.epoch_indices(jax.random.key(3), 3, num_examples=70, batch_size=32)
         self.assertFalse(np.array_equal(np.asarray(idx), np.asarray(other)))
 
     def test_padding_rows_do_not_change_the_update(self):

@@ -1,0 +1,165 @@
+"""Scoring a run: per-epoch validation, the best-epoch choice, and the content of results.json.
+
+Everything here works on host arrays of probabilities with a leading seed axis, `[S, N, L]`,
+and is shared by the training loop, `launch/evaluate.py` and the Python API:
+
+* `validate` scores one epoch on validation: per seed, the threshold that maximises macro-F1
+  (the `val_tuned` rule) and the metrics at the fixed threshold.
+* `Selection` keeps, per seed, the best epoch so far by that validation score.
+* `results` scores the best parameters' predictions under every threshold protocol of
+  `cgmvae_jax.metrics` and assembles the results.json record (mean, std, per-seed rows and the
+  seed ensemble when there are several seeds, and a constant predictor for scale).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from cgmvae_jax import metrics
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss, gradient or prediction became NaN or inf."""
+
+
+def check_finite_predictions(probs: np.ndarray, split: str, epoch: int, first_seed: int) -> None:
+    """Raises NonFiniteError when the probabilities [S, N, L] of a split hold NaN/inf."""
+    bad = ~np.isfinite(probs)
+    if not bad.any():
+        return
+    seed_i, row, _ = (int(v[0]) for v in np.nonzero(bad))
+    rows = int(bad.any(axis=(0, 2)).sum())
+    raise NonFiniteError(
+        f"Non-finite predictions on the {split} split with the parameters of epoch {epoch} "
+        f"(seed {first_seed + seed_i}): {rows} row(s), the first is row {row}. Their "
+        "features are probably too large for float32 arithmetic: use "
+        "--config.standardize=True or rescale the data."
+    )
+
+
+@dataclasses.dataclass
+class EpochScore:
+    """Validation of one epoch, per seed: tuned macro-F1, its threshold, fixed-threshold metrics."""
+
+    macro_f1: list[float]
+    thresholds: list[float]
+    fixed: list[dict[str, float]]
+
+    def log_fields(self) -> dict:
+        """The validation keys of a metrics.jsonl line (means over seeds)."""
+        record = {f"val_{k}": float(np.mean([m[k] for m in self.fixed])) for k in self.fixed[0]}
+        record["val_tuned_macro_f1"] = float(np.mean(self.macro_f1))
+        record["val_tuned_threshold"] = float(np.mean(self.thresholds))
+        if len(self.macro_f1) > 1:
+            record["val_tuned_macro_f1_per_seed"] = [float(s) for s in self.macro_f1]
+        return record
+
+
+def validate(val_probs: np.ndarray, val_labels: np.ndarray, threshold: float) -> EpochScore:
+    """Scores validation probabilities [S, N, L] of one epoch, seed by seed."""
+    score = EpochScore([], [], [])
+    for probs in val_probs:
+        tuned = metrics.tune_threshold(probs, val_labels)
+        score.macro_f1.append(
+            metrics.multilabel_metrics(probs, val_labels, threshold=tuned)["macro_f1"]
+        )
+        score.thresholds.append(tuned)
+        score.fixed.append(metrics.multilabel_metrics(probs, val_labels, threshold=threshold))
+    return score
+
+
+@dataclasses.dataclass
+class Selection:
+    """The best epoch of every seed so far, by validation macro-F1 at the tuned threshold.
+
+    A later epoch replaces the best only when it scores strictly higher.
+    """
+
+    best_epoch: list[int]
+    best_score: list[float]
+    best_threshold: list[float]
+
+    @classmethod
+    def start(cls, num_seeds: int, threshold: float) -> Selection:
+        return cls([-1] * num_seeds, [-1.0] * num_seeds, [float(threshold)] * num_seeds)
+
+    def update(self, epoch: int, score: EpochScore) -> np.ndarray:
+        """Records `epoch` for the seeds it improves; returns that bool mask [S]."""
+        improved = np.array(score.macro_f1) > np.array(self.best_score)
+        for s in np.nonzero(improved)[0]:
+            self.best_score[s] = float(score.macro_f1[s])
+            self.best_epoch[s] = epoch
+            self.best_threshold[s] = float(score.thresholds[s])
+        return improved
+
+
+def seed_summary(per_seed: list[dict]) -> tuple[dict, dict]:
+    """Mean and std over seeds of nested {protocol: {metric: value}} dicts."""
+    mean, std = {}, {}
+    for protocol in per_seed[0]:
+        mean[protocol], std[protocol] = {}, {}
+        for metric in per_seed[0][protocol]:
+            values = np.array([s[protocol][metric] for s in per_seed], np.float64)
+            mean[protocol][metric] = float(values.mean())
+            std[protocol][metric] = float(values.std())
+    return mean, std
+
+
+def results(
+    val_probs: np.ndarray,
+    val_labels: np.ndarray,
+    test_probs: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    train_labels: np.ndarray,
+    threshold: float,
+    best_epochs: list[int],
+    first_seed: int,
+) -> dict:
+    """The scores of results.json for probabilities [S, N, L] of the best parameters.
+
+    Returns:
+      {"best_epoch", "val", "test", "val_tuned_threshold", "constant_baseline"} and, for
+      S > 1, the seed mean in "val"/"test" plus "val_std", "test_std", "best_epochs",
+      "seeds", "per_seed" and "ensemble" (the protocols applied to the mean probabilities).
+    """
+    per_seed = [
+        metrics.evaluate_protocols(v, val_labels, t, test_labels, threshold=threshold)
+        for v, t in zip(val_probs, test_probs, strict=True)
+    ]
+    out = {
+        "best_epoch": int(best_epochs[0]),
+        "val": per_seed[0]["val"],
+        "test": per_seed[0]["test"],
+        "val_tuned_threshold": float(per_seed[0]["val_tuned_threshold"]),
+    }
+    # A constant predictor for scale: every row gets the training label frequencies.
+    freq = train_labels.mean(axis=0, dtype=np.float64).astype(np.float32)
+    constant = metrics.evaluate_protocols(
+        np.broadcast_to(freq, val_labels.shape),
+        val_labels,
+        np.broadcast_to(freq, test_labels.shape),
+        test_labels,
+        threshold=threshold,
+    )
+    out["constant_baseline"] = {"val": constant["val"], "test": constant["test"]}
+    if len(per_seed) == 1:
+        return out
+    mean_val, std_val = seed_summary([p["val"] for p in per_seed])
+    mean_test, std_test = seed_summary([p["test"] for p in per_seed])
+    ensemble = metrics.evaluate_protocols(
+        val_probs.mean(0), val_labels, test_probs.mean(0), test_labels, threshold=threshold
+    )
+    out.update(
+        val=mean_val,
+        test=mean_test,
+        val_std=std_val,
+        test_std=std_test,
+        best_epochs=[int(e) for e in best_epochs],
+        seeds=[first_seed + i for i in range(len(per_seed))],
+        per_seed=[{"val": p["val"], "test": p["test"]} for p in per_seed],
+        ensemble={"val": ensemble["val"], "test": ensemble["test"]},
+    )
+    return out

@@ -1,0 +1,480 @@
+"""The compiled programs of a training run: optimizer, steps, and the `Trainer` that jits them.
+
+The building blocks are pure functions of arrays:
+
+* `make_optimizer` is Adam with coupled L2 weight decay and the official per-epoch cosine
+  schedule with warm restarts (`learning_rates`).
+* `create_train_state` initialises one model; `train_step` is one optimizer update
+  (forward, loss, gradients and the optax update) of one model on one batch.
+* `train_steps` runs several updates in one compiled program with `lax.scan`, gathering each
+  batch on the device from the training arrays and a per-epoch permutation.
+* Several seeds train at once: the state carries a leading seed axis and the steps are
+  `jax.vmap`-ed over it (`config.num_seeds`); one seed is the same program with a seed axis of 1.
+
+`Trainer` compiles these for one config and data shape, and `Feed` hands an epoch's batches to
+its programs, from device-resident data or streamed from host memory. The epoch loop that uses
+them is `cgmvae_jax.train.train_and_evaluate`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+
+from cgmvae_jax import models, objective, sharding
+
+TrainState = train_state.TrainState
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer and schedule.
+
+
+def learning_rates(config: ml_collections.ConfigDict) -> np.ndarray:
+    """Per-epoch learning rates of cosine annealing with warm restarts.
+
+    Epoch e of a cycle of length T_i, at position T_cur within it, gets
+    `eta_min + (lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2`; cycles grow by `restart_mult`
+    (torch `CosineAnnealingWarmRestarts` stepped once per epoch, as the official script does).
+
+    Returns:
+      float64 array [num_epochs].
+    """
+    lrs = np.empty(int(config.num_epochs), np.float64)
+    period, start = int(config.restart_period), 0
+    for epoch in range(len(lrs)):
+        while epoch - start >= period:
+            start += period
+            period *= int(config.restart_mult)
+        t_cur = epoch - start
+        lrs[epoch] = (
+            config.eta_min
+            + (config.learning_rate - config.eta_min) * (1 + math.cos(math.pi * t_cur / period)) / 2
+        )
+    return lrs
+
+
+def make_optimizer(
+    config: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """Adam with coupled L2 weight decay and the per-epoch warm-restart schedule.
+
+    torch `Adam(weight_decay=wd)` adds `wd * param` to the gradient before the moment estimates
+    (coupled L2), which is `add_decayed_weights` before `scale_by_adam`; `optax.adamw` decays
+    after them (decoupled) and would not match the official optimiser.
+    """
+    lrs = jnp.asarray(learning_rates(config), jnp.float32)
+
+    def schedule(count):
+        epoch = jnp.minimum(count // steps_per_epoch, lrs.shape[0] - 1)
+        return lrs[epoch]
+
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay),
+        optax.scale_by_adam(),
+        optax.scale_by_learning_rate(schedule),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# State and steps.
+
+
+def create_train_state(
+    model: Any, tx: optax.GradientTransformation, num_features: int, num_labels: int, key
+) -> TrainState:
+    """Initialises parameters and optimizer state of one model."""
+    params_key, dropout_key, sample_key = jax.random.split(key, 3)
+    x = jnp.zeros((1, num_features), jnp.float32)
+    y = jnp.ones((1, num_labels), jnp.float32)
+    variables = model.init(
+        {"params": params_key, "dropout": dropout_key, "sample": sample_key}, x, y, train=True
+    )
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
+
+
+def _tree_all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def train_step(
+    state: TrainState,
+    x: jax.Array,
+    y: jax.Array,
+    weights: jax.Array,
+    key: jax.Array,
+    *,
+    loss_fn: Callable,
+    steps_per_epoch: int = 1,
+    batch_sharding: Any = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update of one model.
+
+    Args:
+      state: The model's train state.
+      x: Features [B, F].
+      y: Labels [B, L], 0/1.
+      weights: Validity [B]: 1 for real rows, 0 for padding of the epoch's last batch.
+      key: The model's step key root; the step's key is `fold_in(key, state.step)`, so the
+        random stream depends only on (seed, step) and survives a restart.
+      loss_fn: `(outputs, labels, weights, *, epoch) -> (loss, terms)`
+        (`objective.make_loss_fn`); epoch = step // steps_per_epoch.
+      steps_per_epoch: Updates per epoch, to tell `loss_fn` the epoch.
+      batch_sharding: Optional sharding constraint for the batch (data parallelism).
+
+    Returns:
+      The new state and scalar metrics: the loss terms, `grad_norm`, `lr` and `finite`. An
+      update whose loss or gradient is not finite is not applied (the state only counts the
+      step), so the state stays the last good one; the host decides whether to stop or go on.
+    """
+    if batch_sharding is not None:
+        x, y, weights = (
+            jax.lax.with_sharding_constraint(a, batch_sharding) for a in (x, y, weights)
+        )
+    step_key = jax.random.fold_in(key, state.step)
+    dropout_key, sample_key = jax.random.split(step_key)
+    y = y.astype(jnp.float32)
+
+    def compute_loss(params):
+        outputs = state.apply_fn(
+            {"params": params},
+            x,
+            y,
+            train=True,
+            rngs={"dropout": dropout_key, "sample": sample_key},
+        )
+        loss, terms = loss_fn(outputs, y, weights, epoch=state.step // steps_per_epoch)
+        return loss, terms
+
+    (loss, terms), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
+    finite = jnp.isfinite(loss) & _tree_all_finite(grads)
+    # A non-finite gradient must not reach the optimizer state: zero it, and keep the old state.
+    safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
+    new_state = state.apply_gradients(grads=safe_grads)
+    # Finite gradients can still overflow the update (huge features or learning rates): an
+    # update whose parameters or Adam moments are not finite is not applied either.
+    finite = finite & _tree_all_finite(new_state.params) & _tree_all_finite(new_state.opt_state)
+    new_state = new_state.replace(
+        params=jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), new_state.params, state.params
+        ),
+        opt_state=jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), new_state.opt_state, state.opt_state
+        ),
+    )
+    metrics_out = dict(terms)
+    metrics_out["loss"] = loss
+    metrics_out["grad_norm"] = optax.tree.norm(grads)
+    metrics_out["finite"] = finite
+    return new_state, metrics_out
+
+
+def train_steps(
+    state: TrainState,
+    key: jax.Array,
+    data_x: jax.Array,
+    data_y: jax.Array,
+    indices: jax.Array,
+    weights: jax.Array,
+    *,
+    loss_fn: Callable,
+    steps_per_epoch: int = 1,
+    batch_sharding: Any = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """S updates of one model in one program.
+
+    Args:
+      state: Train state.
+      key: Step key root (see `train_step`).
+      data_x: Either the whole training features [N, F] (with `indices` [S, B] rows to gather)
+        or the batches themselves [S, B, F] (with `indices` None), e.g. streamed from the host.
+      data_y: Training labels [N, L] or batches [S, B, L].
+      indices: Row indices [S, B] into `data_x`, or None.
+      weights: Validity [S, B].
+      loss_fn: See `train_step`.
+      batch_sharding: See `train_step`.
+
+    Returns:
+      The new state and metrics with a leading [S] axis.
+    """
+
+    def body(state, inputs):
+        if indices is None:
+            w, x, y = inputs
+        else:
+            idx, w = inputs
+            x, y = data_x[idx], data_y[idx]
+        return train_step(
+            state,
+            x,
+            y,
+            w,
+            key,
+            loss_fn=loss_fn,
+            steps_per_epoch=steps_per_epoch,
+            batch_sharding=batch_sharding,
+        )
+
+    xs = (weights, data_x, data_y) if indices is None else (indices, weights)
+    return jax.lax.scan(body, state, xs)
+
+
+def epoch_indices(key: jax.Array, epoch, num_examples: int, batch_size: int):
+    """The epoch's batches: a permutation of the rows cut into padded batches.
+
+    Returns:
+      indices [steps, B] int32 and weights [steps, B] float32 (0 marks padding of the last
+      batch), with steps = ceil(num_examples / batch_size).
+    """
+    steps = -(-num_examples // batch_size)
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+    pad = steps * batch_size - num_examples
+    idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)]).astype(jnp.int32)
+    w = jnp.concatenate([jnp.ones((num_examples,)), jnp.zeros((pad,))]).astype(jnp.float32)
+    return idx.reshape(steps, batch_size), w.reshape(steps, batch_size)
+
+
+def predict_probs(apply_fn: Callable, params, x: jax.Array) -> jax.Array:
+    """Deterministic probabilities [B, L] of one model (z = posterior mean, no dropout)."""
+    logits = apply_fn({"params": params}, x, method="predict")
+    return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# Keys.
+
+
+def seed_keys(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """Per-seed key roots [S]: seed i of a `num_seeds` run equals a single run of seed + i."""
+    roots = [jax.random.key(int(config.seed) + i) for i in range(int(config.num_seeds))]
+    return {
+        "init": jnp.stack([jax.random.fold_in(r, 0) for r in roots]),
+        "perm": jnp.stack([jax.random.fold_in(r, 1) for r in roots]),
+        "step": jnp.stack([jax.random.fold_in(r, 2) for r in roots]),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer: compiled programs for one config and data shape.
+
+
+def _over_seeds(fn: Callable, in_axes: tuple, num_seeds: int) -> Callable:
+    """`jax.vmap(fn, in_axes)` over the leading seed axis of the arguments and outputs.
+
+    For one seed, `fn` runs on the arguments with the seed axis squeezed and the axis is added
+    back to the outputs: the same values as the vmap over an axis of size 1, but an unbatched
+    program (XLA:CPU lays out vmap's size-1 batch dimension with extra transposes and copies).
+    """
+    if num_seeds > 1:
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def one_seed(*args):
+        args = [
+            arg if axis is None else jax.tree.map(lambda a: a[0], arg)
+            for arg, axis in zip(args, in_axes, strict=True)
+        ]
+        return jax.tree.map(lambda a: a[None], fn(*args))
+
+    return one_seed
+
+
+class Trainer:
+    """Compiled programs (init, steps, predict) of one config and data shape, for S seeds.
+
+    Args:
+      config: The run configuration.
+      num_features: F.
+      num_labels: L.
+      num_train: Rows of the training split.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        num_features: int,
+        num_labels: int,
+        num_train: int,
+    ):
+        self.config = config
+        self.num_features, self.num_labels, self.num_train = num_features, num_labels, num_train
+        self.num_seeds = int(config.num_seeds)
+        self.learning_rates = learning_rates(config)  # [num_epochs], per epoch
+        self.batch_size = int(config.batch_size)
+        self.steps_per_epoch = -(-num_train // self.batch_size)
+        spc = int(config.steps_per_call)
+        self.steps_per_call = self.steps_per_epoch if spc <= 0 else min(spc, self.steps_per_epoch)
+        self.model = models.make_model(config, num_features, num_labels)
+        self.tx = make_optimizer(config, self.steps_per_epoch)
+        self.loss_fn = objective.make_loss_fn(config)
+        self.keys = seed_keys(config)
+        self.mesh = sharding.make_mesh(config)
+        self.batch_sharding = sharding.batch_sharding(self.mesh)
+        self.replicated = sharding.replicated(self.mesh)
+
+        def init_one(key):
+            return create_train_state(self.model, self.tx, num_features, num_labels, key)
+
+        self._init = jax.jit(jax.vmap(init_one), out_shardings=self.replicated)
+
+        steps_one = functools.partial(
+            train_steps,
+            loss_fn=self.loss_fn,
+            steps_per_epoch=self.steps_per_epoch,
+            batch_sharding=self.batch_sharding,
+        )
+        # Seeds are vmapped; data arrays are shared, indices/batches are per seed.
+        num_seeds = self.num_seeds
+        self._steps_gather = jax.jit(
+            _over_seeds(steps_one, (0, 0, None, None, 0, 0), num_seeds),
+            donate_argnums=0,
+        )
+        self._steps_batches = jax.jit(
+            _over_seeds(
+                lambda s, k, bx, by, w: steps_one(s, k, bx, by, None, w),
+                (0, 0, 0, 0, 0),
+                num_seeds,
+            ),
+            donate_argnums=0,
+        )
+        self._epoch_indices = jax.jit(
+            jax.vmap(
+                functools.partial(
+                    epoch_indices, num_examples=num_train, batch_size=self.batch_size
+                ),
+                in_axes=(0, None),
+            )
+        )
+        self._predict = jax.jit(
+            jax.vmap(
+                lambda params, x: predict_probs(self.model.apply, params, x),
+                in_axes=(0, None),
+            )
+        )
+        self._select = jax.jit(
+            lambda improved, new, old: jax.tree.map(
+                lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+                new,
+                old,
+            )
+        )
+
+    def init_state(self) -> TrainState:
+        """Train states of all seeds, stacked on a leading axis."""
+        return self._init(self.keys["init"])
+
+    def epoch_batches(self, epoch: int):
+        """Per-seed indices [S, steps, B] and weights [S, steps, B] of an epoch."""
+        return self._epoch_indices(self.keys["perm"], jnp.int32(epoch))
+
+    def run_steps(self, state, data_x, data_y, indices, weights):
+        """Runs the steps given by `indices`/`weights` [S, n, B] on device-resident data."""
+        return self._steps_gather(state, self.keys["step"], data_x, data_y, indices, weights)
+
+    def lower_steps(self, state, data_x, data_y, indices, weights) -> jax.stages.Lowered:
+        """The `run_steps` program lowered for these arguments, for ahead-of-time compilation
+        and XLA cost / memory analysis (benchmarks). `lower_steps(...).compile()` is called as
+        `compiled(state, trainer.keys["step"], data_x, data_y, indices, weights)`."""
+        return self._steps_gather.lower(state, self.keys["step"], data_x, data_y, indices, weights)
+
+    def run_batches(self, state, batch_x, batch_y, weights):
+        """Runs steps on given batches [S, n, B, ...] (the streaming path)."""
+        return self._steps_batches(state, self.keys["step"], batch_x, batch_y, weights)
+
+    def predict(self, params, x: np.ndarray) -> np.ndarray:
+        """Probabilities [S, N, L] for features [N, F], in fixed-size batches (no recompiles)."""
+        bs = int(self.config.eval_batch_size)
+        n = x.shape[0]
+        out = []
+        for start in range(0, n, bs):
+            chunk = x[start : start + bs]
+            m = chunk.shape[0]
+            if m < bs and n > bs:
+                chunk = np.concatenate([chunk, np.zeros((bs - m,) + chunk.shape[1:], chunk.dtype)])
+            out.append(np.asarray(self._predict(params, jnp.asarray(chunk)))[:, :m])
+        return np.concatenate(out, axis=1)
+
+    def select(self, improved: np.ndarray, new, old):
+        """Per seed, `new` where `improved` else `old` (stacked pytrees)."""
+        return self._select(jnp.asarray(improved), new, old)
+
+
+# --------------------------------------------------------------------------------------------
+# Feeding an epoch: from device-resident data, or streamed from host memory.
+
+
+def _stream_batches(
+    train_x: np.ndarray, train_y: np.ndarray, indices, weights, chunk: int
+) -> Iterator[tuple[jax.Array, jax.Array, jax.Array]]:
+    """Yields device batches [S, n, B, ...] chunk by chunk, one chunk ahead (double buffering)."""
+    idx_host = np.asarray(indices)
+    w_host = np.asarray(weights)
+    steps = idx_host.shape[1]
+
+    def make(start):
+        sl = slice(start, min(start + chunk, steps))
+        rows = idx_host[:, sl]
+        return (
+            jax.device_put(train_x[rows]),
+            jax.device_put(train_y[rows]),
+            jax.device_put(w_host[:, sl]),
+        )
+
+    starts = list(range(0, steps, chunk))
+    pending = make(starts[0])
+    for i in range(len(starts)):
+        current = pending
+        if i + 1 < len(starts):
+            pending = make(starts[i + 1])  # transfer of the next chunk overlaps this one's compute
+        yield current
+
+
+class Feed:
+    """The training split as the compiled calls of an epoch consume it.
+
+    On the device when it fits `config.device_data_limit_mb` (each call gathers its batches
+    from the resident arrays), else streamed from host memory chunk by chunk.
+    """
+
+    def __init__(self, trainer: Trainer, splits, config):
+        self.trainer = trainer
+        self.train_x, self.train_y = splits.train_x, splits.train_y
+        self.on_device = sharding.fits_on_device(self.train_x, self.train_y, config)
+        if self.on_device:
+            self.x = jax.device_put(self.train_x, trainer.replicated)
+            self.y = jax.device_put(self.train_y, trainer.replicated)
+        else:
+            logging.info(
+                "Training split (%.1f MB) exceeds device_data_limit_mb=%g: streaming batches.",
+                (self.train_x.nbytes + self.train_y.nbytes) / 2**20,
+                config.device_data_limit_mb,
+            )
+
+    def calls(self, epoch: int) -> Iterator[Callable]:
+        """The epoch's compiled calls, each `state -> (state, metrics [S, n])`."""
+        trainer = self.trainer
+        indices, weights = trainer.epoch_batches(epoch)
+        chunk = trainer.steps_per_call
+        if self.on_device:
+            for start in range(0, trainer.steps_per_epoch, chunk):
+                sl = slice(start, start + chunk)
+                yield functools.partial(
+                    trainer.run_steps,
+                    data_x=self.x,
+                    data_y=self.y,
+                    indices=indices[:, sl],
+                    weights=weights[:, sl],
+                )
+        else:
+            for bx, by, bw in _stream_batches(self.train_x, self.train_y, indices, weights, chunk):
+                yield functools.partial(trainer.run_batches, batch_x=bx, batch_y=by, weights=bw)

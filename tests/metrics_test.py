@@ -412,7 +412,9 @@ class ThresholdProtocolsTest(parameterized.TestCase):
         result = metrics.evaluate_protocols(
             val_probs, val_labels, test_probs, test_labels, threshold=threshold
         )
-        self.assertEqual(set(result), {"val", "test", "val_tuned_threshold"})
+        self.assertEqual(
+            set(result), {"val", "test", "val_tuned_threshold", "val_per_metric_thresholds"}
+        )
         tuned = result["val_tuned_threshold"]
         self.assertIs(type(tuned), float)
         self.assertEqual(tuned, metrics.tune_threshold(val_probs, val_labels))

@@ -53,7 +53,7 @@ def main(argv):
                 num_features=FLAGS.num_features,
                 index_base=None if FLAGS.index_base == "auto" else int(FLAGS.index_base),
             )
-        except (data.DatasetNotFoundError, ValueError, ImportError) as e:
+        except (data.DatasetNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
     for w in caught:

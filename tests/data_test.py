@@ -471,13 +471,6 @@ class FormatsTest(TmpDirTest):
         self.assertEqual(ds.split.tolist(), [0] * 20 + [2] * 5 + [1] * 5)
         np.testing.assert_array_equal(ds.x, x)
 
-    def test_missing_liac_arff_says_how_to_install(self):
-        x, y = toy()
-        write_arff(self.path("a.arff"), x, y, list("vwxyz"), list("ABC"), sparse=False)
-        with mock.patch.dict(sys.modules, {"arff": None}):
-            with self.assertRaisesRegex(ImportError, r"pip install liac-arff.*\.\[arff\]"):
-                data.load_dataset(self.path("a.arff"), num_labels=3)
-
     def test_data_layer_does_not_import_jax(self):
         code = "import sys, cgmvae_jax.data; assert 'jax' not in sys.modules, 'jax imported'"
         env = dict(os.environ, PYTHONPATH=REPO)

@@ -11,7 +11,7 @@ import os
 
 from cgmvae_jax.data import dataset as dataset_lib
 from cgmvae_jax.data import fetching as fetch_lib
-from cgmvae_jax.data import formats, synthetic, validation
+from cgmvae_jax.data import formats, reading, synthetic, validation
 from cgmvae_jax.data import splits as splits_lib
 
 DEMO_COMMAND = "python launch/train.py --config=configs/demo.py"
@@ -104,25 +104,23 @@ def load_dataset(
     Raises:
       DatasetNotFoundError: nothing at the path / under the name.
       ValueError: unknown format or bad content (the message names file, row/column and fix).
-      ImportError: an ARFF file without liac-arff installed.
     """
+    options = reading.ReadOptions(
+        num_labels=int(num_labels),
+        label_location=label_location,
+        meta_offset=int(meta_offset),
+        xml_path=xml_path,
+        num_features=int(num_features),
+        index_base=index_base,
+    )
     path, searched = resolve(name_or_path, data_dir)
     name = os.fspath(name_or_path)
     if path is None:
         raise dataset_lib.DatasetNotFoundError(
             not_found_message(name, searched, data_dir), searched
         )
-    ds = formats.read_path(
-        path,
-        format=format,
-        name=None if _looks_like_path(name) else name,
-        num_labels=int(num_labels),
-        meta_offset=int(meta_offset),
-        label_location=label_location,
-        xml_path=xml_path,
-        num_features=int(num_features),
-        index_base=index_base,
-    )
+    looked_up = None if _looks_like_path(name) else name
+    ds = formats.read_path(path, format=format, name=looked_up, options=options)
     if ds.num_examples == 0:
         raise ValueError(f"{ds.source}: the data set has no rows (empty or truncated file).")
     if warn:

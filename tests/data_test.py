@@ -21,6 +21,7 @@ from absl.testing import absltest, parameterized
 
 from cgmvae_jax import config_lib, data
 from cgmvae_jax.data import synthetic, validation
+from tests import data_testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -742,12 +743,12 @@ class BadInputTest(TmpDirTest):
             data.load_dataset(self.path("x.arff"))
 
     def test_unknown_format_content(self):
-        path = self.path("table.csv")
+        path = self.path("table.dat")
         with open(path, "w") as f:
             f.write("a;b;c\n1;2;3\n")
         with self.assertRaisesRegex(
             ValueError,
-            r"table\.csv: unknown data format .*Supported: "
+            r"table\.dat: unknown data format .*Supported: "
             r".*Fix: pass format=",
         ):
             data.load_dataset(path)
@@ -757,10 +758,10 @@ class BadInputTest(TmpDirTest):
         path = save_raw_npz(self.path("a.npz"), X=x, Y=y)
         with self.assertRaisesRegex(
             ValueError,
-            r"a\.npz: unknown data format 'csv'. Use one of "
-            r"auto, npz, mpvae, arff, libsvm",
+            r"a\.npz: unknown data format 'excel'. Use one of "
+            r"auto, npz, mpvae, arff, libsvm, csv",
         ):
-            data.load_dataset(path, format="csv")
+            data.load_dataset(path, format="excel")
 
     def test_truncated_npz(self):
         x, y = toy(n=200, f=50)
@@ -1190,6 +1191,22 @@ class PrepareDataTest(TmpDirTest):
         back = self.load_quiet(self.path("o.npz"))
         np.testing.assert_array_equal(back.x, x)
         np.testing.assert_array_equal(back.y, y)
+
+    def test_converts_csv_to_npz(self):
+        x, y = toy()
+        split = np.array([0] * 15 + [1] * 5)
+        data_testing.write_csv(
+            self.path("t.csv"), x, y, list("abcde"), ["y1", "y2", "y3"], split=split
+        )
+        out = self.path("t.npz")
+        result = self._run(f"--input={self.path('t.csv')}", "--label_prefix=y", f"--output={out}")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("| t | 20 | 5 | 3 |", result.stdout)
+        back = self.load_quiet(out)
+        np.testing.assert_array_equal(back.x, x)
+        np.testing.assert_array_equal(back.y, y)
+        np.testing.assert_array_equal(back.split, split)
+        self.assertEqual(back.label_names, ("y1", "y2", "y3"))
 
     def test_bad_input_exits_with_message(self):
         result = self._run(f"--input={self.path('missing.arff')}")

@@ -156,8 +156,8 @@ def where_to_get(name: str) -> str:
         return f"{name}: {_WHERE[name]}"
     return (
         "convert your data to the project's npz with python launch/prepare_data.py "
-        f"--input=FILE --output=DATA_DIR/{name}.npz (npz, MPVAE .npy, Mulan ARFF and libsvm "
-        "are read)"
+        f"--input=FILE --output=DATA_DIR/{name}.npz (npz, MPVAE .npy, Mulan ARFF, libsvm "
+        "and CSV/TSV with a header row are read)"
     )
 
 

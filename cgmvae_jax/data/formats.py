@@ -10,10 +10,12 @@ module each, every reader returning a checked `Dataset`:
 * `arff` (`data/arff.py`): Mulan/MEKA ARFF, dense or sparse, labels from the Mulan XML header,
   `num_labels` or a MEKA `-C L`;
 * `libsvm` (`data/libsvm.py`): LIBSVM multi-label / Extreme Classification text;
+* `csv` (`data/delimited.py`): CSV/TSV (optionally gzip'd) with a header row, labels chosen by
+  `label_prefix` or `num_labels`, an optional `split` column;
 * a directory holding the train/test (optionally val) files of one text format:
-  `STEM-train.arff` / `STEM-test.arff` (also `_train`, `-val`, `-valid`) or `STEM_train.txt` /
-  `STEM_test.txt` (also `.svm`, `train.txt`): rows are concatenated train, val, test with
-  split 0, 2, 1.
+  `STEM-train.arff` / `STEM-test.arff` (also `_train`, `-val`, `-valid`), `STEM_train.txt` /
+  `STEM_test.txt` (also `.svm`, `train.txt`) or `STEM_train.csv` / `STEM_test.csv` (also
+  `.tsv`, `.csv.gz`): rows are concatenated train, val, test with split 0, 2, 1.
 """
 
 import os
@@ -21,14 +23,14 @@ import re
 
 import numpy as np
 
-from cgmvae_jax.data import arff, libsvm, mpvae, npz, reading
+from cgmvae_jax.data import arff, delimited, libsvm, mpvae, npz, reading
 from cgmvae_jax.data import dataset as dataset_lib
 
-FORMATS = ("auto", "npz", "mpvae", "arff", "libsvm")
-_ALIASES = {"npy": "mpvae", "xc": "libsvm", "svmlight": "libsvm"}
-_READERS = {"npz": npz, "mpvae": mpvae, "arff": arff, "libsvm": libsvm}
-_PART_FORMATS = ("arff", "libsvm")  # formats whose train/test files form one data set
-# Longest extension first (a reader may claim a compressed extension before the archives).
+FORMATS = ("auto", "npz", "mpvae", "arff", "libsvm", "csv")
+_ALIASES = {"npy": "mpvae", "xc": "libsvm", "svmlight": "libsvm", "tsv": "csv"}
+_READERS = {"npz": npz, "mpvae": mpvae, "arff": arff, "libsvm": libsvm, "csv": delimited}
+_PART_FORMATS = ("arff", "libsvm", "csv")  # formats whose train/test files form one data set
+# Longest extension first, so that ".csv.gz" is matched before the archive extension ".gz".
 _EXTENSIONS = dict(
     sorted(
         ((ext, fmt) for fmt, module in _READERS.items() for ext in module.EXTENSIONS),
@@ -39,11 +41,12 @@ _ARCHIVE_EXTENSIONS = (".gz", ".tgz", ".zip", ".bz2", ".xz", ".tar", ".7z")
 _SUPPORTED_TEXT = (
     "Supported: .npz (arrays X, Y), the MPVAE layout (NAME_data.npy + NAME_{train,val,test}"
     "_idx.npy), Mulan/MEKA .arff (dense or sparse), libsvm / Extreme Classification text "
-    "(.txt, .svm), or a directory of NAME-train/NAME-test files of one of these"
+    "(.txt, .svm), CSV/TSV with a header row (.csv, .tsv, .csv.gz, .tsv.gz), or a directory "
+    "of NAME-train/NAME-test files of one of these"
 )
 _PART_RE = re.compile(
     r"^(?P<stem>.*?)[-_]?(?P<part>train|test|val|valid|validation)(?:[-_]sparse)?"
-    r"(?P<ext>\.arff|\.txt|\.svm|\.libsvm)$",
+    r"(?P<ext>\.arff|\.txt|\.svm|\.libsvm|\.csv|\.tsv|\.csv\.gz|\.tsv\.gz)$",
     re.IGNORECASE,
 )
 
@@ -234,7 +237,7 @@ def read_path(
 
     Args:
       path: a data file, or a directory (MPVAE layout, train/test files, or one data file).
-      format: one of `FORMATS` or an alias ("npy", "xc", "svmlight").
+      format: one of `FORMATS` or an alias ("npy", "xc", "svmlight", "tsv").
       name: the data set's name when it was looked up by name (picks one data set in a
         directory that holds several).
       options: what the files do not say about themselves (`reading.ReadOptions`).

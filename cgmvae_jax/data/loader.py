@@ -2,8 +2,8 @@
 
 A name is looked up in `data_dir` (default `$CGMVAE_DATA`, else `./data`) as, in order,
 `{data_dir}/{name}.npz`, the directory `{data_dir}/{name}/` (MPVAE layout or train/test
-files) and `{data_dir}/{name}.arff`. Anything with a path separator or a data-file extension
-is taken as a path.
+files), `{data_dir}/{name}.arff`, `{data_dir}/{name}.csv` and `{data_dir}/{name}.tsv`.
+Anything with a path separator or a data-file extension is taken as a path.
 """
 
 import dataclasses
@@ -15,7 +15,19 @@ from cgmvae_jax.data import formats, reading, synthetic, validation
 from cgmvae_jax.data import splits as splits_lib
 
 DEMO_COMMAND = "python launch/train.py --config=configs/demo.py"
-_PATH_EXTENSIONS = (".npz", ".npy", ".arff", ".txt", ".svm", ".libsvm", ".xc", ".gz", ".zip")
+_PATH_EXTENSIONS = (
+    ".npz",
+    ".npy",
+    ".arff",
+    ".txt",
+    ".svm",
+    ".libsvm",
+    ".xc",
+    ".csv",
+    ".tsv",
+    ".gz",
+    ".zip",
+)
 
 
 def default_data_dir() -> str:
@@ -42,6 +54,8 @@ def resolve(name_or_path, data_dir=None) -> tuple[str | None, list[str]]:
         os.path.join(directory, f"{text}.npz"),
         os.path.join(directory, text) + os.sep,
         os.path.join(directory, f"{text}.arff"),
+        os.path.join(directory, f"{text}.csv"),
+        os.path.join(directory, f"{text}.tsv"),
     ]
     for candidate in candidates:
         if candidate.endswith(os.sep):
@@ -61,7 +75,7 @@ def not_found_message(name: str, searched, data_dir=None) -> str:
         f"Data set {name!r} not found. Looked for:\n{looked}\n"
         f"(data_dir = {directory}; a directory {name}/ may hold the MPVAE layout "
         f"{name}_data.npy + {name}_{{train,val,test}}_idx.npy, or {name}-train/{name}-test "
-        "ARFF or libsvm files.)\n"
+        "ARFF, libsvm or CSV files.)\n"
         f"Where to get it: {fetch_lib.where_to_get(name)}.\n"
         "Point --config.data_dir (or the CGMVAE_DATA environment variable) at the directory "
         "that holds it.\n"
@@ -77,6 +91,7 @@ def load_dataset(
     meta_offset: int = 0,
     num_labels: int = 0,
     label_location: str = "end",
+    label_prefix: str = "",
     xml_path: str | None = None,
     num_features: int = 0,
     index_base: int | None = None,
@@ -87,11 +102,14 @@ def load_dataset(
     Args:
       name_or_path: a name such as "yeast", or a file / directory path.
       data_dir: where names are looked up; default `$CGMVAE_DATA`, else `./data`.
-      format: "auto" (detect), "npz", "mpvae", "arff" or "libsvm".
+      format: "auto" (detect), "npz", "mpvae", "arff", "libsvm" or "csv" (also TSV).
       meta_offset: MPVAE layout: leading non-label columns of each row.
       num_labels: label count L for files that do not carry it (MPVAE, ARFF without XML,
-        libsvm without header); 0 = from the file. Where the file also gives L, both must agree.
-      label_location: ARFF with `num_labels`: "end" (last L attributes) or "start" (first L).
+        libsvm without header, CSV without `label_prefix`); 0 = from the file. Where the file
+        also gives L, both must agree.
+      label_location: ARFF / CSV with `num_labels`: "end" (last L attributes or columns) or
+        "start" (first L).
+      label_prefix: CSV/TSV: the columns whose header starts with this are the labels.
       xml_path: ARFF: Mulan XML label header (default: `STEM.xml` beside the file).
       num_features: libsvm without header: F (default: largest index + 1 - base).
       index_base: libsvm feature indices: 0, 1 or None (detect; see `formats`).
@@ -108,6 +126,7 @@ def load_dataset(
     options = reading.ReadOptions(
         num_labels=int(num_labels),
         label_location=label_location,
+        label_prefix=str(label_prefix or ""),
         meta_offset=int(meta_offset),
         xml_path=xml_path,
         num_features=int(num_features),
@@ -132,7 +151,8 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
     """Loads `config.dataset` and splits it as the config says.
 
     Uses config.dataset, data_dir, data_format, meta_offset, num_labels_arff (the label count
-    for ARFF without XML, MPVAE and libsvm files), label_location (optional, default "end"),
+    for ARFF without XML, MPVAE, libsvm and CSV files), label_location (optional, default
+    "end"), label_prefix (CSV/TSV label columns),
     fetch, split ("random" ignores a predefined split), seed, val_fraction, test_fraction,
     train_fraction, standardize, and for dataset == "synthetic" the synthetic_* fields. With
     `config.fetch` a data set that is not found locally is downloaded into the cache
@@ -152,6 +172,7 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
             meta_offset=int(config.get("meta_offset", 0)),
             num_labels=int(config.get("num_labels_arff", 0)),
             label_location=config.get("label_location", "end"),
+            label_prefix=config.get("label_prefix", ""),
         )
         try:
             ds = load_dataset(name, config.get("data_dir") or None, **kwargs)

@@ -1150,6 +1150,41 @@ class LoaderTest(TmpDirTest):
         )
         self.assertFalse(set(random.test_index) <= set(range(70, 100)))
 
+    def _config_for(self, name, **fields):
+        config = config_lib.base_config()
+        config.dataset, config.data_dir = name, self.tmp
+        for key, value in fields.items():
+            config[key] = value
+        return config
+
+    @parameterized.named_parameters(("random_split", None), ("carved_validation", 70))
+    def test_split_seed_not_model_seed_decides_the_split(self, train_rows):
+        x, y = toy(n=100)
+        split = None if train_rows is None else np.r_[np.zeros(train_rows), np.ones(30)]
+        arrays = {} if split is None else {"split": split.astype(np.int8)}
+        save_raw_npz(self.path("s.npz"), X=x, Y=y, **arrays)
+        runs = {
+            (split_seed, seed): data.load_from_config(
+                self._config_for("s", split_seed=split_seed, seed=seed, train_fraction=0.5)
+            )[1]
+            for split_seed, seed in ((1, 1), (1, 9), (2, 1))
+        }
+        for part in ("train_index", "val_index", "test_index"):
+            np.testing.assert_array_equal(getattr(runs[1, 1], part), getattr(runs[1, 9], part))
+        self.assertFalse(np.array_equal(runs[1, 1].val_index, runs[2, 1].val_index))
+        self.assertFalse(np.array_equal(runs[1, 1].train_index, runs[2, 1].train_index))
+
+    def test_synthetic_data_follow_split_seed(self):
+        def synthetic_x(**seeds):
+            config = config_lib.base_config()
+            config.synthetic_examples, config.synthetic_features = 50, 4
+            for key, value in seeds.items():
+                config[key] = value
+            return data.load_from_config(config)[0].x
+
+        np.testing.assert_array_equal(synthetic_x(seed=1), synthetic_x(seed=5))
+        self.assertFalse(np.array_equal(synthetic_x(split_seed=1), synthetic_x(split_seed=2)))
+
     def test_load_from_config_not_found_without_fetch(self):
         config = config_lib.base_config()
         config.dataset, config.data_dir = "nus_vec", self.tmp

@@ -153,18 +153,23 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
     Uses config.dataset, data_dir, data_format, meta_offset, num_labels_arff (the label count
     for ARFF without XML, MPVAE, libsvm and CSV files), label_location (optional, default
     "end"), label_prefix (CSV/TSV label columns),
-    fetch, split ("random" ignores a predefined split), seed, val_fraction, test_fraction,
-    train_fraction, standardize, and for dataset == "synthetic" the synthetic_* fields. With
-    `config.fetch` a data set that is not found locally is downloaded into the cache
-    (`fetch.fetch`).
+    fetch, split ("random" ignores a predefined split), split_seed, val_fraction,
+    test_fraction, train_fraction, standardize, and for dataset == "synthetic" the synthetic_*
+    fields. With `config.fetch` a data set that is not found locally is downloaded into the
+    cache (`fetch.fetch`).
+
+    `config.split_seed` (default 1) seeds the split, the train_fraction subsample and the
+    synthetic data; `config.seed` varies only the model, so runs with different model seeds
+    see the same rows.
     """
+    split_seed = int(config.get("split_seed", 1))
     name = str(config.dataset)
     if name == "synthetic":
         ds = synthetic.synthetic_dataset(
             int(config.synthetic_examples),
             int(config.synthetic_features),
             int(config.synthetic_labels),
-            seed=int(config.seed),
+            seed=split_seed,
         )
     else:
         kwargs = dict(
@@ -185,7 +190,7 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
         ds = dataclasses.replace(ds, split=None)
     splits = splits_lib.make_splits(
         ds,
-        seed=int(config.seed),
+        seed=split_seed,
         val_fraction=float(config.val_fraction),
         test_fraction=float(config.test_fraction),
         train_fraction=float(config.train_fraction),

@@ -14,8 +14,8 @@ Rules (`make_splits`):
 * `standardize`: features are z-scored with the mean and standard deviation of the final
   training rows (float64 statistics; a standard deviation of 0 is replaced by 1).
 
-Everything is a deterministic function of (dataset, seed, fractions). Row indices inside each
-split are in ascending order.
+Everything is a deterministic function of (dataset, seed, fractions); `load_from_config`
+passes `config.split_seed` as the seed. Row indices inside each split are in ascending order.
 """
 
 import dataclasses
@@ -112,7 +112,8 @@ def make_splits(
 
     Args:
       dataset: the data set.
-      seed: seeds the random split, the carving of missing parts and the subsampling.
+      seed: seeds the random split, the carving of missing parts and the subsampling
+        (`load_from_config` passes `config.split_seed`, not the model's `config.seed`).
       val_fraction: validation share of the whole data (random split) or of the predefined
         training part (carving).
       test_fraction: test share, used only when there is no predefined test part.

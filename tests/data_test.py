@@ -1114,6 +1114,44 @@ class LoaderTest(TmpDirTest):
         with self.assertRaisesRegex(data.DatasetNotFoundError, r"Looked for:\n  .*nope\.npz"):
             data.load_dataset(self.path("nope.npz"))
 
+    def test_did_you_mean_a_data_set_in_data_dir_or_a_known_name(self):
+        x, y = toy()
+        save_raw_npz(self.path("my_set.npz"), X=x, Y=y)
+        with self.assertRaisesRegex(data.DatasetNotFoundError, r"Did you mean 'my_set'\?"):
+            data.load_dataset("my_sett", self.tmp)
+        with self.assertRaisesRegex(data.DatasetNotFoundError, r"Did you mean 'yeast'\?"):
+            data.load_dataset("yaest", self.tmp)  # from the fetch registry
+        with self.assertRaisesRegex(data.DatasetNotFoundError, r"Did you mean '.*my_set\.npz'\?"):
+            data.load_dataset(self.path("my_sat.npz"))
+        with self.assertRaises(data.DatasetNotFoundError) as ctx:
+            data.load_dataset("qqqqqq", self.tmp)
+        self.assertNotIn("Did you mean", str(ctx.exception))
+
+    def test_missing_data_dir_is_reported_as_such(self):
+        missing = self.path("no_such_dir")
+        with self.assertRaisesRegex(
+            data.DatasetNotFoundError,
+            r"^data_dir .*no_such_dir does not exist; set --config\.data_dir or CGMVAE_DATA "
+            r"to the directory that holds yeast\.npz",
+        ):
+            data.load_dataset("yeast", missing)
+        config = config_lib.base_config()
+        config.dataset, config.data_dir = "yeast", missing
+        with self.assertRaisesRegex(data.DatasetNotFoundError, r"^data_dir .* does not exist"):
+            data.load_from_config(config)
+
+    def test_empty_environment_variable_means_the_default_data_dir(self):
+        cwd = os.getcwd()
+        os.chdir(self.tmp)  # no ./data here
+        self.addCleanup(os.chdir, cwd)
+        with mock.patch.dict(os.environ, {"CGMVAE_DATA": ""}):
+            self.assertEqual(data.default_data_dir(), "./data")
+            with self.assertRaisesRegex(
+                data.DatasetNotFoundError,
+                r"^data_dir \./data \(the default: \$CGMVAE_DATA is not set\) does not exist",
+            ):
+                data.load_dataset("yeast")
+
     def test_load_from_config_synthetic(self):
         config = config_lib.base_config()
         config.synthetic_examples, config.synthetic_features, config.synthetic_labels = 300, 7, 5

@@ -7,14 +7,16 @@ Anything with a path separator or a data-file extension is taken as a path.
 """
 
 import dataclasses
+import difflib
 import os
 
 from cgmvae_jax.data import dataset as dataset_lib
 from cgmvae_jax.data import fetching as fetch_lib
-from cgmvae_jax.data import formats, reading, synthetic, validation
+from cgmvae_jax.data import formats, mpvae, reading, synthetic, validation
 from cgmvae_jax.data import splits as splits_lib
 
 DEMO_COMMAND = "python launch/train.py --config=configs/demo.py"
+DATA_DIR_ENV = "CGMVAE_DATA"
 _PATH_EXTENSIONS = (
     ".npz",
     ".npy",
@@ -31,8 +33,11 @@ _PATH_EXTENSIONS = (
 
 
 def default_data_dir() -> str:
-    """`$CGMVAE_DATA` when set, else `./data`."""
-    return os.environ.get("CGMVAE_DATA") or "./data"
+    """`$CGMVAE_DATA` when set and not empty, else `./data`.
+
+    The one definition of the default (`config_lib` uses it for `config.data_dir`).
+    """
+    return os.environ.get(DATA_DIR_ENV) or "./data"
 
 
 def _looks_like_path(text: str) -> bool:
@@ -68,18 +73,72 @@ def resolve(name_or_path, data_dir=None) -> tuple[str | None, list[str]]:
     return None, candidates
 
 
-def not_found_message(name: str, searched, data_dir=None) -> str:
-    looked = "\n".join(f"  {p}" for p in searched)
-    directory = data_dir or default_data_dir()
-    return (
-        f"Data set {name!r} not found. Looked for:\n{looked}\n"
-        f"(data_dir = {directory}; a directory {name}/ may hold the MPVAE layout "
-        f"{name}_data.npy + {name}_{{train,val,test}}_idx.npy, or {name}-train/{name}-test "
-        "ARFF, libsvm or CSV files.)\n"
-        f"Where to get it: {fetch_lib.where_to_get(name)}.\n"
-        "Point --config.data_dir (or the CGMVAE_DATA environment variable) at the directory "
-        "that holds it.\n"
+def _names_in(directory: str) -> dict[str, str]:
+    """Data set name (lower case) -> how to write it, for the data files and folders present."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return {}
+    names = {}
+    for entry in entries:
+        if entry.startswith("."):
+            continue
+        if os.path.isdir(os.path.join(directory, entry)):
+            names[entry.lower()] = entry
+        elif entry.lower().endswith(_PATH_EXTENSIONS):
+            names[reading.file_stem(entry).lower()] = reading.file_stem(entry)
+    return names
+
+
+def did_you_mean(name: str, data_dir=None) -> list[str]:
+    """Close spellings of `name`: data sets in `data_dir` first, then the names the project knows
+    (the fetch registry and the paper's data sets)."""
+    present = _names_in(os.path.expanduser(os.fspath(data_dir or default_data_dir())))
+    known = {n.lower(): n for n in (*fetch_lib.REGISTRY, *mpvae.KNOWN_LABEL_COUNTS)}
+    candidates = {k: v for k, v in {**known, **present}.items() if v != name}
+    matches = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.6)
+    return sorted((candidates[m] for m in matches), key=lambda n: n.lower() not in present)
+
+
+def _not_found(name: str, searched, data_dir=None) -> dataset_lib.DatasetNotFoundError:
+    """The error for a name or path that is not there, with what to do about it."""
+    directory = os.fspath(data_dir or default_data_dir())
+    tail = (
+        f"Where to get it: {fetch_lib.where_to_get(reading.file_stem(name))}.\n"
         f"To try the code without any data: {DEMO_COMMAND}"
+    )
+    if _looks_like_path(name) or fetch_lib.is_url(name):
+        folder = os.path.dirname(os.path.expanduser(name)) or "."
+        if fetch_lib.is_url(name):
+            hint = " A URL is downloaded by cgmvae_jax.data.fetch (or --config.fetch=True)."
+        elif not os.path.isdir(folder):
+            hint = f" The directory {folder} does not exist."
+        else:
+            close = difflib.get_close_matches(os.path.basename(name), sorted(os.listdir(folder)))
+            hint = f" Did you mean {os.path.join(folder, close[0])!r}?" if close else ""
+        return dataset_lib.DatasetNotFoundError(
+            f"Data set {name!r} not found.{hint} Looked for:\n  {name}\n{tail}", searched
+        )
+    close = did_you_mean(name, data_dir)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if not os.path.isdir(os.path.expanduser(directory)):
+        origin = "" if data_dir else f" (the default: ${DATA_DIR_ENV} is not set)"
+        if not data_dir and os.environ.get(DATA_DIR_ENV):
+            origin = f" (from ${DATA_DIR_ENV})"
+        return dataset_lib.DatasetNotFoundError(
+            f"data_dir {directory}{origin} does not exist; set --config.data_dir or "
+            f"{DATA_DIR_ENV} to the directory that holds {name}.npz (for the shared data sets: "
+            f"../shared/datasets), or pass a path.{hint}\n{tail}",
+            searched,
+        )
+    looked = "\n".join(f"  {p}" for p in searched)
+    return dataset_lib.DatasetNotFoundError(
+        f"Data set {name!r} not found in data_dir {directory}.{hint} Looked for:\n{looked}\n"
+        f"(A directory {name}/ may hold the MPVAE layout {name}_data.npy + "
+        f"{name}_{{train,val,test}}_idx.npy, or {name}-train/{name}-test ARFF, libsvm or CSV "
+        "files.)\nPoint --config.data_dir (or the CGMVAE_DATA environment variable) at the "
+        f"directory that holds it.\n{tail}",
+        searched,
     )
 
 
@@ -135,9 +194,7 @@ def load_dataset(
     path, searched = resolve(name_or_path, data_dir)
     name = os.fspath(name_or_path)
     if path is None:
-        raise dataset_lib.DatasetNotFoundError(
-            not_found_message(name, searched, data_dir), searched
-        )
+        raise _not_found(name, searched, data_dir)
     looked_up = None if _looks_like_path(name) else name
     ds = formats.read_path(path, format=format, name=looked_up, options=options)
     if ds.num_examples == 0:

@@ -17,19 +17,7 @@ from cgmvae_jax.data import splits as splits_lib
 
 DEMO_COMMAND = "python launch/train.py --config=configs/demo.py"
 DATA_DIR_ENV = "CGMVAE_DATA"
-_PATH_EXTENSIONS = (
-    ".npz",
-    ".npy",
-    ".arff",
-    ".txt",
-    ".svm",
-    ".libsvm",
-    ".xc",
-    ".csv",
-    ".tsv",
-    ".gz",
-    ".zip",
-)
+_PATH_EXTENSIONS = (*reading.DATA_EXTENSIONS, ".gz", ".zip")
 
 
 def default_data_dir() -> str:

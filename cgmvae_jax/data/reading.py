@@ -13,20 +13,19 @@ from cgmvae_jax.data import dataset as dataset_lib
 from cgmvae_jax.data import validation
 
 LABEL_LOCATIONS = ("end", "start")
-# Longest first, so that "x.csv.gz" loses ".csv.gz", not only ".gz".
-_NAME_EXTENSIONS = (
+# The extensions of data files, longest first so that "x.csv.gz" loses ".csv.gz", not ".gz".
+DATA_EXTENSIONS = (
     ".csv.gz",
     ".tsv.gz",
+    ".libsvm",
+    ".arff",
     ".npz",
     ".npy",
-    ".arff",
     ".txt",
     ".svm",
-    ".libsvm",
-    ".xc",
     ".csv",
     ".tsv",
-    ".xml",
+    ".xc",
 )
 PART_NAMES = {
     "train": dataset_lib.TRAIN,
@@ -82,7 +81,7 @@ def default_names(prefix: str, count: int) -> tuple[str, ...]:
 def file_stem(path: str) -> str:
     """The file name without its data-file extension ("data/yeast.npz" -> "yeast")."""
     base = os.path.basename(os.path.normpath(path))
-    for ext in _NAME_EXTENSIONS:
+    for ext in (*DATA_EXTENSIONS, ".xml"):
         if base.lower().endswith(ext):
             return base[: -len(ext)]
     return base

@@ -221,9 +221,7 @@ class DelimitedTest(data_testing.TmpDirTest):
         ),
     )
     def test_bad_file(self, text, kwargs, pattern):
-        path = self.write("e.csv", text)
-        with self.assertRaisesRegex(ValueError, pattern):
-            data.load_dataset(path, **kwargs)
+        self.assert_load_error({"e.csv": text}, pattern, **kwargs)
 
     def test_bad_gzip(self):
         path = self.write("z.csv.gz", b"\x1f\x8b\x08\x00 not really gzip")

@@ -80,13 +80,18 @@ def write_arff(
         f.write("\n".join(lines) + "\n")
 
 
-def write_xml(path, label_names):
+def xml_text(label_names):
+    """A Mulan XML label header naming `label_names`."""
     body = "".join(f"  <label name={saxutils.quoteattr(str(n))}></label>\n" for n in label_names)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<labels xmlns="http://mulan.sourceforge.net/labels">\n{body}</labels>\n'
+    )
+
+
+def write_xml(path, label_names):
     with open(path, "w", encoding="utf-8") as f:
-        f.write(
-            '<?xml version="1.0" encoding="utf-8"?>\n'
-            f'<labels xmlns="http://mulan.sourceforge.net/labels">\n{body}</labels>\n'
-        )
+        f.write(xml_text(label_names))
 
 
 def write_libsvm(path, x, y, *, header=True, base=0):
@@ -161,6 +166,14 @@ class TmpDirTest(parameterized.TestCase):
         with open(path, mode) as f:
             f.write(content)
         return path
+
+    def assert_load_error(self, files, pattern, load=None, **kwargs):
+        """Writes `files` ({name: text or bytes}), loads `load` (default: the first file) and
+        checks that a ValueError matching `pattern` is raised."""
+        for name, content in files.items():
+            self.write(name, content)
+        with self.assertRaisesRegex(ValueError, pattern):
+            data.load_dataset(self.path(load or next(iter(files))), **kwargs)
 
     def load_quiet(self, *args, **kwargs):
         with warnings.catch_warnings():

@@ -123,6 +123,17 @@ def _single_data_file(directory: str):
     return files[0] if len(files) == 1 else None
 
 
+def _holds_mpvae(directory: str) -> bool:
+    return any(e.endswith(mpvae.DATA_SUFFIX) for e in os.listdir(directory))
+
+
+def _unknown_directory(path: str) -> ValueError:
+    return ValueError(
+        f"{path}: unknown data format: the directory holds no NAME_data.npy, no "
+        f"NAME-train/NAME-test pair and not exactly one data file. {_SUPPORTED_TEXT}."
+    )
+
+
 def _detect_from_content(path: str) -> str | None:
     """The format of a file whose name says nothing, from its first bytes."""
     with open(path, "rb") as f:
@@ -149,7 +160,7 @@ def _detect_from_content(path: str) -> str | None:
 def detect_format(path: str) -> str:
     """Returns the format name of a file or directory, or raises ValueError (unknown format)."""
     if os.path.isdir(path):
-        if any(e.endswith(mpvae.DATA_SUFFIX) for e in os.listdir(path)):
+        if _holds_mpvae(path):
             return "mpvae"
         found = find_parts(path)
         if found:
@@ -157,10 +168,7 @@ def detect_format(path: str) -> str:
         single = _single_data_file(path)
         if single:
             return detect_format(single)
-        raise ValueError(
-            f"{path}: unknown data format: the directory holds no NAME_data.npy, no "
-            f"NAME-train/NAME-test pair and not exactly one data file. {_SUPPORTED_TEXT}."
-        )
+        raise _unknown_directory(path)
     fmt = _format_of_name(path)
     if fmt is not None:
         return fmt
@@ -245,14 +253,14 @@ def read_path(
     options = reading.ReadOptions() if options is None else options
     fmt = normalize_format(format, path)
     if os.path.isdir(path):
-        if fmt == "auto":
-            fmt = detect_format(path)
-        if fmt == "mpvae":
+        if fmt == "mpvae" or (fmt == "auto" and _holds_mpvae(path)):
             return mpvae.read(path, options, name=name)
-        found = find_parts(path, fmt, name) if fmt in _PART_FORMATS else None
+        found = find_parts(path, fmt, name) if fmt in ("auto", *_PART_FORMATS) else None
         if found:
             return read_parts(path, *found, options, name=name)
         single = _single_data_file(path)
+        if single is None and fmt == "auto":
+            raise _unknown_directory(path)
         if single is None:
             raise ValueError(f"{path}: no {fmt} data found in this directory. {_SUPPORTED_TEXT}.")
         path = single

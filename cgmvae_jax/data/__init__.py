@@ -1,5 +1,7 @@
 """Data layer: formats, validation, splits, the synthetic data set and downloads.
 
+User documentation: docs/data.md (formats, splits, checks, converting, downloading).
+
 Host-side numpy only (no jax import). Typical use:
 
     from cgmvae_jax import data

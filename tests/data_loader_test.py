@@ -23,6 +23,18 @@ class LoaderTest(data_testing.TmpDirTest):
         save_raw_npz(self.path("d.npz"), X=x, Y=y)
         self.assertEqual(self.load_quiet("d", self.tmp).source, self.path("d.npz"))
 
+    @parameterized.named_parameters(
+        ("label_location", dict(label_location="middle"), r"label_location='middle'; use 'end'"),
+        ("num_labels", dict(num_labels=-1), r"num_labels=-1 must be >= 0"),
+        ("meta_offset", dict(meta_offset=-2), r"meta_offset=-2 must be >= 0"),
+        ("index_base", dict(index_base=2), r"index_base=2; use 0, 1 or None"),
+    )
+    def test_bad_reader_options(self, kwargs, pattern):
+        x, y = toy()
+        path = save_raw_npz(self.path("o.npz"), X=x, Y=y)
+        with self.assertRaisesRegex(ValueError, pattern):
+            data.load_dataset(path, **kwargs)
+
     def test_data_dir_defaults_to_environment(self):
         x, y = toy()
         save_raw_npz(self.path("envset.npz"), X=x, Y=y)

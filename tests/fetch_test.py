@@ -307,10 +307,13 @@ class FetchTest(parameterized.TestCase):
                 data.fetch("toy", cache_dir=self.cache)
         self.assertFalse(os.path.exists(os.path.join(self.cache, "toy")))
 
-    def test_load_from_config_fetches_when_missing(self):
+    @parameterized.named_parameters(("empty_data_dir", True), ("missing_data_dir", False))
+    def test_load_from_config_fetches_when_missing(self, data_dir_exists):
         config = config_lib.base_config()
         config.dataset = "toy"
-        config.data_dir = tempfile.mkdtemp(prefix="empty-", dir=self.cache)
+        config.data_dir = os.path.join(self.cache, "local")
+        if data_dir_exists:
+            os.makedirs(config.data_dir)
         config.val_fraction = 0.5
         with (
             mock.patch.dict(fetching.REGISTRY, self._toy_registry()),
@@ -355,7 +358,7 @@ class FetchTest(parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, r"'nope' is not a known data set name"):
             data.fetch("nope", cache_dir=self.cache)
 
-    def test_registry_checksums_and_label_counts(self):
+    def test_registry_urls_and_label_counts(self):
         self.assertIn("yeast", data.REGISTRY)
         self.assertEqual(data.REGISTRY["yeast"].num_labels, 14)
         self.assertEqual(data.REGISTRY["mirflickr"].archive_member, "mirflickr_data.npy")

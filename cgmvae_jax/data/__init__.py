@@ -1,12 +1,14 @@
 """Data layer: formats, validation, splits, the synthetic data set and downloads.
 
+User documentation: docs/data.md (formats, splits, checks, converting, downloading).
+
 Host-side numpy only (no jax import). Typical use:
 
     from cgmvae_jax import data
 
     ds = data.load_dataset("yeast", data_dir="../shared/datasets")
     splits = data.make_splits(ds, seed=1)          # validation carved from the Mulan train part
-    ds, splits = data.load_from_config(config)     # what launch/train.py does
+    ds, splits = data.load_from_config(config)     # what launch/train.py does (config.split_seed)
 """
 
 from cgmvae_jax.data.dataset import (

@@ -156,8 +156,8 @@ def where_to_get(name: str) -> str:
         return f"{name}: {_WHERE[name]}"
     return (
         "convert your data to the project's npz with python launch/prepare_data.py "
-        f"--input=FILE --output=DATA_DIR/{name}.npz (npz, MPVAE .npy, Mulan ARFF and libsvm "
-        "are read)"
+        f"--input=FILE --output=DATA_DIR/{name}.npz (npz, MPVAE .npy, Mulan ARFF, libsvm "
+        "and CSV/TSV with a header row are read)"
     )
 
 
@@ -366,15 +366,28 @@ def _url_basename(url: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base)
 
 
+def _cached_download(url: str, dest: str, sha256: str | None, timeout: float) -> str:
+    """`dest`, downloaded from `url` unless a copy (matching `sha256`, when given) is there."""
+    if not _cached_file(dest, sha256):
+        log.info("fetching %s", url)
+        download(url, dest, sha256=sha256, timeout=timeout)
+    return dest
+
+
+def _fetch_and_unpack(url: str, directory: str, sha256: str | None, timeout: float) -> str:
+    """Downloads `url` into `directory` once (under a lock) and returns what it unpacks to."""
+    os.makedirs(directory, exist_ok=True)
+    dest = os.path.join(directory, _url_basename(url))
+    with _locked(dest):
+        return unpack(_cached_download(url, dest, sha256, timeout))
+
+
 def _fetch_files(source: Source, final: str, timeout: float) -> str:
     """Downloads all files of `source` into a staging directory, then renames it to `final`."""
     staging = os.path.join(os.path.dirname(final), "." + os.path.basename(final) + ".partial")
     os.makedirs(staging, exist_ok=True)
     for url, sha in source.files:
-        dest = os.path.join(staging, _url_basename(url))
-        if not _cached_file(dest, sha):
-            log.info("fetching %s", url)
-            download(url, dest, sha256=sha, timeout=timeout)
+        _cached_download(url, os.path.join(staging, _url_basename(url)), sha, timeout)
     os.replace(staging, final)
     return final
 
@@ -388,14 +401,7 @@ def _find_member(root: str, member: str) -> str | None:
 
 def _fetch_archive_source(name: str, source: Source, cache: str, timeout: float) -> str:
     ((url, sha),) = source.files
-    archives = os.path.join(cache, "archives")
-    os.makedirs(archives, exist_ok=True)
-    dest = os.path.join(archives, _url_basename(url))
-    with _locked(dest):
-        if not _cached_file(dest, sha):
-            log.info("fetching %s", url)
-            download(url, dest, sha256=sha, timeout=timeout)
-        unpacked = unpack(dest)
+    unpacked = _fetch_and_unpack(url, os.path.join(cache, "archives"), sha, timeout)
     root = unpacked if os.path.isdir(unpacked) else os.path.dirname(unpacked)
     found = _find_member(root, source.archive_member)
     if found is None:
@@ -430,9 +436,7 @@ def _fetch_openml(data_id: str, cache: str, timeout: float) -> str:
             safe = _url_basename(name)
             staging = os.path.join(cache, f".openml-{data_id}.partial")
             os.makedirs(staging, exist_ok=True)
-            arff_path = os.path.join(staging, f"{safe}.arff")
-            if not _cached_file(arff_path, None):
-                download(url, arff_path, timeout=timeout)
+            _cached_download(url, os.path.join(staging, f"{safe}.arff"), None, timeout)
             targets = [
                 t.strip() for t in str(info.get("default_target_attribute") or "").split(",")
             ]
@@ -510,13 +514,7 @@ def fetch(
             return _fetch_files(source, final, timeout)
     if is_url(key):
         directory = os.path.join(cache, "urls", hashlib.sha256(key.encode()).hexdigest()[:12])
-        os.makedirs(directory, exist_ok=True)
-        dest = os.path.join(directory, _url_basename(key))
-        with _locked(dest):
-            if not _cached_file(dest, sha256):
-                log.info("fetching %s", key)
-                download(key, dest, sha256=sha256, timeout=timeout)
-            return unpack(dest)
+        return _fetch_and_unpack(key, directory, sha256, timeout)
     raise ValueError(
         f"fetch: {key!r} is not a known data set name ({', '.join(sorted(REGISTRY))}), an "
         "'openml:ID' or a URL."

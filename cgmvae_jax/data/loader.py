@@ -2,25 +2,30 @@
 
 A name is looked up in `data_dir` (default `$CGMVAE_DATA`, else `./data`) as, in order,
 `{data_dir}/{name}.npz`, the directory `{data_dir}/{name}/` (MPVAE layout or train/test
-files) and `{data_dir}/{name}.arff`. Anything with a path separator or a data-file extension
-is taken as a path.
+files), `{data_dir}/{name}.arff`, `{data_dir}/{name}.csv` and `{data_dir}/{name}.tsv`.
+Anything with a path separator or a data-file extension is taken as a path.
 """
 
 import dataclasses
+import difflib
 import os
 
 from cgmvae_jax.data import dataset as dataset_lib
 from cgmvae_jax.data import fetching as fetch_lib
-from cgmvae_jax.data import formats, synthetic, validation
+from cgmvae_jax.data import formats, mpvae, reading, synthetic, validation
 from cgmvae_jax.data import splits as splits_lib
 
 DEMO_COMMAND = "python launch/train.py --config=configs/demo.py"
-_PATH_EXTENSIONS = (".npz", ".npy", ".arff", ".txt", ".svm", ".libsvm", ".xc", ".gz", ".zip")
+DATA_DIR_ENV = "CGMVAE_DATA"
+_PATH_EXTENSIONS = (*reading.DATA_EXTENSIONS, ".gz", ".zip")
 
 
 def default_data_dir() -> str:
-    """`$CGMVAE_DATA` when set, else `./data`."""
-    return os.environ.get("CGMVAE_DATA") or "./data"
+    """`$CGMVAE_DATA` when set and not empty, else `./data`.
+
+    The one definition of the default (`config_lib` uses it for `config.data_dir`).
+    """
+    return os.environ.get(DATA_DIR_ENV) or "./data"
 
 
 def _looks_like_path(text: str) -> bool:
@@ -42,6 +47,8 @@ def resolve(name_or_path, data_dir=None) -> tuple[str | None, list[str]]:
         os.path.join(directory, f"{text}.npz"),
         os.path.join(directory, text) + os.sep,
         os.path.join(directory, f"{text}.arff"),
+        os.path.join(directory, f"{text}.csv"),
+        os.path.join(directory, f"{text}.tsv"),
     ]
     for candidate in candidates:
         if candidate.endswith(os.sep):
@@ -54,18 +61,72 @@ def resolve(name_or_path, data_dir=None) -> tuple[str | None, list[str]]:
     return None, candidates
 
 
-def not_found_message(name: str, searched, data_dir=None) -> str:
-    looked = "\n".join(f"  {p}" for p in searched)
-    directory = data_dir or default_data_dir()
-    return (
-        f"Data set {name!r} not found. Looked for:\n{looked}\n"
-        f"(data_dir = {directory}; a directory {name}/ may hold the MPVAE layout "
-        f"{name}_data.npy + {name}_{{train,val,test}}_idx.npy, or {name}-train/{name}-test "
-        "ARFF or libsvm files.)\n"
-        f"Where to get it: {fetch_lib.where_to_get(name)}.\n"
-        "Point --config.data_dir (or the CGMVAE_DATA environment variable) at the directory "
-        "that holds it.\n"
+def _names_in(directory: str) -> dict[str, str]:
+    """Data set name (lower case) -> how to write it, for the data files and folders present."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return {}
+    names = {}
+    for entry in entries:
+        if entry.startswith("."):
+            continue
+        if os.path.isdir(os.path.join(directory, entry)):
+            names[entry.lower()] = entry
+        elif entry.lower().endswith(_PATH_EXTENSIONS):
+            names[reading.file_stem(entry).lower()] = reading.file_stem(entry)
+    return names
+
+
+def did_you_mean(name: str, data_dir=None) -> list[str]:
+    """Close spellings of `name`: data sets in `data_dir` first, then the names the project knows
+    (the fetch registry and the paper's data sets)."""
+    present = _names_in(os.path.expanduser(os.fspath(data_dir or default_data_dir())))
+    known = {n.lower(): n for n in (*fetch_lib.REGISTRY, *mpvae.KNOWN_LABEL_COUNTS)}
+    candidates = {k: v for k, v in {**known, **present}.items() if v != name}
+    matches = difflib.get_close_matches(name.lower(), list(candidates), n=3, cutoff=0.6)
+    return sorted((candidates[m] for m in matches), key=lambda n: n.lower() not in present)
+
+
+def _not_found(name: str, searched, data_dir=None) -> dataset_lib.DatasetNotFoundError:
+    """The error for a name or path that is not there, with what to do about it."""
+    directory = os.fspath(data_dir or default_data_dir())
+    tail = (
+        f"Where to get it: {fetch_lib.where_to_get(reading.file_stem(name))}.\n"
         f"To try the code without any data: {DEMO_COMMAND}"
+    )
+    if _looks_like_path(name) or fetch_lib.is_url(name):
+        folder = os.path.dirname(os.path.expanduser(name)) or "."
+        if fetch_lib.is_url(name):
+            hint = " A URL is downloaded by cgmvae_jax.data.fetch (or --config.fetch=True)."
+        elif not os.path.isdir(folder):
+            hint = f" The directory {folder} does not exist."
+        else:
+            close = difflib.get_close_matches(os.path.basename(name), sorted(os.listdir(folder)))
+            hint = f" Did you mean {os.path.join(folder, close[0])!r}?" if close else ""
+        return dataset_lib.DatasetNotFoundError(
+            f"Data set {name!r} not found.{hint} Looked for:\n  {name}\n{tail}", searched
+        )
+    close = did_you_mean(name, data_dir)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if not os.path.isdir(os.path.expanduser(directory)):
+        origin = "" if data_dir else f" (the default: ${DATA_DIR_ENV} is not set)"
+        if not data_dir and os.environ.get(DATA_DIR_ENV):
+            origin = f" (from ${DATA_DIR_ENV})"
+        return dataset_lib.DatasetNotFoundError(
+            f"data_dir {directory}{origin} does not exist; set --config.data_dir or "
+            f"{DATA_DIR_ENV} to the directory that holds {name}.npz (for the shared data sets: "
+            f"../shared/datasets), or pass a path.{hint}\n{tail}",
+            searched,
+        )
+    looked = "\n".join(f"  {p}" for p in searched)
+    return dataset_lib.DatasetNotFoundError(
+        f"Data set {name!r} not found in data_dir {directory}.{hint} Looked for:\n{looked}\n"
+        f"(A directory {name}/ may hold the MPVAE layout {name}_data.npy + "
+        f"{name}_{{train,val,test}}_idx.npy, or {name}-train/{name}-test ARFF, libsvm or CSV "
+        "files.)\nPoint --config.data_dir (or the CGMVAE_DATA environment variable) at the "
+        f"directory that holds it.\n{tail}",
+        searched,
     )
 
 
@@ -77,6 +138,7 @@ def load_dataset(
     meta_offset: int = 0,
     num_labels: int = 0,
     label_location: str = "end",
+    label_prefix: str = "",
     xml_path: str | None = None,
     num_features: int = 0,
     index_base: int | None = None,
@@ -87,11 +149,14 @@ def load_dataset(
     Args:
       name_or_path: a name such as "yeast", or a file / directory path.
       data_dir: where names are looked up; default `$CGMVAE_DATA`, else `./data`.
-      format: "auto" (detect), "npz", "mpvae", "arff" or "libsvm".
+      format: "auto" (detect), "npz", "mpvae", "arff", "libsvm" or "csv" (also TSV).
       meta_offset: MPVAE layout: leading non-label columns of each row.
       num_labels: label count L for files that do not carry it (MPVAE, ARFF without XML,
-        libsvm without header); 0 = from the file. Where the file also gives L, both must agree.
-      label_location: ARFF with `num_labels`: "end" (last L attributes) or "start" (first L).
+        libsvm without header, CSV without `label_prefix`); 0 = from the file. Where the file
+        also gives L, both must agree.
+      label_location: ARFF / CSV with `num_labels`: "end" (last L attributes or columns) or
+        "start" (first L).
+      label_prefix: CSV/TSV: the columns whose header starts with this are the labels.
       xml_path: ARFF: Mulan XML label header (default: `STEM.xml` beside the file).
       num_features: libsvm without header: F (default: largest index + 1 - base).
       index_base: libsvm feature indices: 0, 1 or None (detect; see `formats`).
@@ -104,25 +169,22 @@ def load_dataset(
     Raises:
       DatasetNotFoundError: nothing at the path / under the name.
       ValueError: unknown format or bad content (the message names file, row/column and fix).
-      ImportError: an ARFF file without liac-arff installed.
     """
-    path, searched = resolve(name_or_path, data_dir)
-    name = os.fspath(name_or_path)
-    if path is None:
-        raise dataset_lib.DatasetNotFoundError(
-            not_found_message(name, searched, data_dir), searched
-        )
-    ds = formats.read_path(
-        path,
-        format=format,
-        name=None if _looks_like_path(name) else name,
+    options = reading.ReadOptions(
         num_labels=int(num_labels),
-        meta_offset=int(meta_offset),
         label_location=label_location,
+        label_prefix=str(label_prefix or ""),
+        meta_offset=int(meta_offset),
         xml_path=xml_path,
         num_features=int(num_features),
         index_base=index_base,
     )
+    path, searched = resolve(name_or_path, data_dir)
+    name = os.fspath(name_or_path)
+    if path is None:
+        raise _not_found(name, searched, data_dir)
+    looked_up = None if _looks_like_path(name) else name
+    ds = formats.read_path(path, format=format, name=looked_up, options=options)
     if ds.num_examples == 0:
         raise ValueError(f"{ds.source}: the data set has no rows (empty or truncated file).")
     if warn:
@@ -134,19 +196,25 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
     """Loads `config.dataset` and splits it as the config says.
 
     Uses config.dataset, data_dir, data_format, meta_offset, num_labels_arff (the label count
-    for ARFF without XML, MPVAE and libsvm files), label_location (optional, default "end"),
-    fetch, split ("random" ignores a predefined split), seed, val_fraction, test_fraction,
-    train_fraction, standardize, and for dataset == "synthetic" the synthetic_* fields. With
-    `config.fetch` a data set that is not found locally is downloaded into the cache
-    (`fetch.fetch`).
+    for ARFF without XML, MPVAE, libsvm and CSV files), label_location (optional, default
+    "end"), label_prefix (CSV/TSV label columns),
+    fetch, split ("random" ignores a predefined split), split_seed, val_fraction,
+    test_fraction, train_fraction, standardize, and for dataset == "synthetic" the synthetic_*
+    fields. With `config.fetch` a data set that is not found locally is downloaded into the
+    cache (`fetch.fetch`).
+
+    `config.split_seed` (default 1) seeds the split, the train_fraction subsample and the
+    synthetic data; `config.seed` varies only the model, so runs with different model seeds
+    see the same rows.
     """
+    split_seed = int(config.get("split_seed", 1))
     name = str(config.dataset)
     if name == "synthetic":
         ds = synthetic.synthetic_dataset(
             int(config.synthetic_examples),
             int(config.synthetic_features),
             int(config.synthetic_labels),
-            seed=int(config.seed),
+            seed=split_seed,
         )
     else:
         kwargs = dict(
@@ -154,6 +222,7 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
             meta_offset=int(config.get("meta_offset", 0)),
             num_labels=int(config.get("num_labels_arff", 0)),
             label_location=config.get("label_location", "end"),
+            label_prefix=config.get("label_prefix", ""),
         )
         try:
             ds = load_dataset(name, config.get("data_dir") or None, **kwargs)
@@ -166,7 +235,7 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
         ds = dataclasses.replace(ds, split=None)
     splits = splits_lib.make_splits(
         ds,
-        seed=int(config.seed),
+        seed=split_seed,
         val_fraction=float(config.val_fraction),
         test_fraction=float(config.test_fraction),
         train_fraction=float(config.train_fraction),

@@ -14,8 +14,8 @@ Rules (`make_splits`):
 * `standardize`: features are z-scored with the mean and standard deviation of the final
   training rows (float64 statistics; a standard deviation of 0 is replaced by 1).
 
-Everything is a deterministic function of (dataset, seed, fractions). Row indices inside each
-split are in ascending order.
+Everything is a deterministic function of (dataset, seed, fractions); `load_from_config`
+passes `config.split_seed` as the seed. Row indices inside each split are in ascending order.
 """
 
 import dataclasses
@@ -99,6 +99,67 @@ def _check_fraction(name: str, value: float, low_open: bool, high_closed: bool) 
     return value
 
 
+def _random_parts(n, rng, seed, val_fraction, test_fraction, where):
+    """(train, val, test, description) of a seeded random split of all n rows."""
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"{where}: val_fraction={val_fraction} + test_fraction={test_fraction} leave no "
+            "training rows. Fix: lower them (defaults 0.1 and 0.1)."
+        )
+    perm = rng.permutation(n)
+    n_test, n_val = _count(test_fraction, n), _count(val_fraction, n)
+    how = (
+        f"random split of {n} rows (seed {seed}): validation {val_fraction:g}, test "
+        f"{test_fraction:g}, train the rest"
+    )
+    return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test], how
+
+
+def _predefined_parts(split, rng, seed, val_fraction, test_fraction):
+    """(train, val, test, description) of a predefined split; a missing validation or test
+    part is carved from the training part."""
+    train = np.nonzero(split == dataset_lib.TRAIN)[0]
+    val = np.nonzero(split == dataset_lib.VALIDATION)[0]
+    test = np.nonzero(split == dataset_lib.TEST)[0]
+    have = [name for name, p in (("train", train), ("validation", val), ("test", test)) if p.size]
+    how = "predefined " + "/".join(have)
+    carve_val, carve_test = val.size == 0, test.size == 0
+    if carve_val or carve_test:
+        n_part = train.size
+        perm = train[rng.permutation(n_part)]
+        n_val = _count(val_fraction, n_part) if carve_val else 0
+        n_test = _count(test_fraction, n_part) if carve_test else 0
+        if carve_val:
+            val = perm[:n_val]
+            how += (
+                f"; validation = {val_fraction:.0%} of the predefined train part "
+                f"({n_val} rows, seed {seed})"
+            )
+        if carve_test:
+            test = perm[n_val : n_val + n_test]
+            how += (
+                f"; test = {test_fraction:.0%} of the predefined train part "
+                f"({n_test} rows, seed {seed})"
+            )
+        train = perm[n_val + n_test :]
+    unused = int(np.sum(split == dataset_lib.UNUSED))
+    if unused:
+        how += f"; {unused} rows in no split left out"
+    return train, val, test, how
+
+
+def _check_not_empty(train, val, test, how, n, where):
+    for part_name, part, fix in (
+        ("train", train, "lower val_fraction/test_fraction or use more data"),
+        ("validation", val, "raise val_fraction (a predefined split needs train rows to carve)"),
+        ("test", test, "raise test_fraction"),
+    ):
+        if part.size == 0:
+            raise ValueError(
+                f"{where}: the {part_name} split is empty ({how}; n = {n}). Fix: {fix}."
+            )
+
+
 def make_splits(
     dataset: dataset_lib.Dataset,
     *,
@@ -112,7 +173,8 @@ def make_splits(
 
     Args:
       dataset: the data set.
-      seed: seeds the random split, the carving of missing parts and the subsampling.
+      seed: seeds the random split, the carving of missing parts and the subsampling
+        (`load_from_config` passes `config.split_seed`, not the model's `config.seed`).
       val_fraction: validation share of the whole data (random split) or of the predefined
         training part (carving).
       test_fraction: test share, used only when there is no predefined test part.
@@ -129,67 +191,14 @@ def make_splits(
     val_fraction = _check_fraction("val_fraction", val_fraction, False, False)
     test_fraction = _check_fraction("test_fraction", test_fraction, False, False)
     n = dataset.num_examples
-    split = dataset.split
     where = dataset.source or dataset.name
     rng = _rng(seed, _CARVE_STREAM)
-
-    if split is None:
-        if val_fraction + test_fraction >= 1:
-            raise ValueError(
-                f"{where}: val_fraction={val_fraction} + test_fraction={test_fraction} leave no "
-                "training rows. Fix: lower them (defaults 0.1 and 0.1)."
-            )
-        perm = rng.permutation(n)
-        n_test, n_val = _count(test_fraction, n), _count(val_fraction, n)
-        test = perm[:n_test]
-        val = perm[n_test : n_test + n_val]
-        train = perm[n_test + n_val :]
-        how = (
-            f"random split of {n} rows (seed {seed}): validation {val_fraction:g}, test "
-            f"{test_fraction:g}, train the rest"
-        )
+    if dataset.split is None:
+        parts = _random_parts(n, rng, seed, val_fraction, test_fraction, where)
     else:
-        train = np.nonzero(split == dataset_lib.TRAIN)[0]
-        val = np.nonzero(split == dataset_lib.VALIDATION)[0]
-        test = np.nonzero(split == dataset_lib.TEST)[0]
-        have = [
-            name
-            for name, part in (("train", train), ("validation", val), ("test", test))
-            if part.size
-        ]
-        how = "predefined " + "/".join(have)
-        carve_val, carve_test = val.size == 0, test.size == 0
-        if carve_val or carve_test:
-            n_part = train.size
-            perm = train[rng.permutation(n_part)]
-            n_val = _count(val_fraction, n_part) if carve_val else 0
-            n_test = _count(test_fraction, n_part) if carve_test else 0
-            if carve_val:
-                val = perm[:n_val]
-                how += (
-                    f"; validation = {val_fraction:.0%} of the predefined train part "
-                    f"({n_val} rows, seed {seed})"
-                )
-            if carve_test:
-                test = perm[n_val : n_val + n_test]
-                how += (
-                    f"; test = {test_fraction:.0%} of the predefined train part "
-                    f"({n_test} rows, seed {seed})"
-                )
-            train = perm[n_val + n_test :]
-        unused = int(np.sum(split == dataset_lib.UNUSED))
-        if unused:
-            how += f"; {unused} rows in no split left out"
-
-    for part_name, part, fix in (
-        ("train", train, "lower val_fraction/test_fraction or use more data"),
-        ("validation", val, "raise val_fraction (a predefined split needs train rows to carve)"),
-        ("test", test, "raise test_fraction"),
-    ):
-        if part.size == 0:
-            raise ValueError(
-                f"{where}: the {part_name} split is empty ({how}; n = {n}). Fix: {fix}."
-            )
+        parts = _predefined_parts(dataset.split, rng, seed, val_fraction, test_fraction)
+    train, val, test, how = parts
+    _check_not_empty(train, val, test, how, n, where)
 
     train = np.sort(train)
     if train_fraction < 1.0:

@@ -57,15 +57,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from benchmarks import hardware  # the installed package (setup.py), also from a script run
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:  # `python benchmarks/step_throughput.py` puts benchmarks/ on the path
-    sys.path.insert(0, _REPO)
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from benchmarks import hardware  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A configs/*.py file: measure its shapes (one setting). Omit for the sweep."

@@ -3,15 +3,11 @@
 import datetime
 import importlib.util
 import math
-import os
-import sys
 
 import numpy as np
 from absl.testing import absltest, parameterized
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-
-from benchmarks import hardware  # noqa: E402
+from benchmarks import hardware
 
 _HAS_TORCH = importlib.util.find_spec("torch") is not None
 _NO_TORCH = "torch is not installed (pip install torch==2.13.0; see the `bench` extra)"

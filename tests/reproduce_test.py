@@ -16,30 +16,38 @@ from cgmvae_jax import data, metrics
 
 _HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 _HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
-_HAS_TRAINER = importlib.util.find_spec("cgmvae_jax.objective") is not None
 _ROW_KEYS = {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds", "split"}
+# The protocols of results.json files written before val_per_metric existed, and all four.
+_OLD_PROTOCOLS = ("fixed", "val_tuned", "official")
+_ALL_PROTOCOLS = ("official", "val_per_metric", "val_tuned", "fixed")
 
 
-def _metric_block(value):
-    return {
-        p: {m: value + 0.01 * i for i, m in enumerate(metrics.METRIC_NAMES)}
-        for p in metrics.PROTOCOLS
-    }
+def _metric_block(value, protocols=_OLD_PROTOCOLS):
+    return {p: {m: value + 0.01 * i for i, m in enumerate(metrics.METRIC_NAMES)} for p in protocols}
 
 
-def _fake_results(values, split="predefined train/test; train 1350 / val 150 / test 917", **cfg):
-    """A results.json of a run whose seeds score `values` (+0.01 per metric index)."""
+def _fake_results(
+    values,
+    split="predefined train/test; train 1350 / val 150 / test 917",
+    protocols=_OLD_PROTOCOLS,
+    **cfg,
+):
+    """A results.json of a run whose seeds score `values` (+0.01 per metric index) under
+    `protocols` (default: those of runs before val_per_metric)."""
     results = {
         "dataset": "fake",
         "config": {"num_epochs": 100, "num_seeds": len(values), **cfg},
         "best_epoch": 3,
-        "val": _metric_block(values[0]),
-        "test": _metric_block(values[0]),
+        "val": _metric_block(values[0], protocols),
+        "test": _metric_block(values[0], protocols),
         "split": split,
     }
     if len(values) > 1:
-        results["per_seed"] = [{"val": _metric_block(v), "test": _metric_block(v)} for v in values]
-        results["test"] = _metric_block(float(np.mean(values)))
+        results["per_seed"] = [
+            {"val": _metric_block(v, protocols), "test": _metric_block(v, protocols)}
+            for v in values
+        ]
+        results["test"] = _metric_block(float(np.mean(values)), protocols)
     return results
 
 
@@ -199,7 +207,7 @@ class GridTest(parameterized.TestCase):
 class RowsTest(absltest.TestCase):
     def test_multi_seed_rows(self):
         result_rows = rows.rows_from_results("yeast", "cgmvae", _fake_results([0.5, 0.6, 0.7]))
-        self.assertLen(result_rows, len(metrics.PROTOCOLS) * len(metrics.METRIC_NAMES))
+        self.assertLen(result_rows, len(_OLD_PROTOCOLS) * len(metrics.METRIC_NAMES))
         for row in result_rows:
             self.assertEqual(set(row), _ROW_KEYS)
         row = next(
@@ -214,8 +222,21 @@ class RowsTest(absltest.TestCase):
     def test_single_run_rows(self):
         result_rows = rows.rows_from_results("scene", "br", _fake_results([0.4]))
         self.assertTrue(all(r["seeds"] == 1 and r["std"] == 0.0 for r in result_rows))
-        self.assertEqual({r["protocol"] for r in result_rows}, set(metrics.PROTOCOLS))
+        self.assertEqual({r["protocol"] for r in result_rows}, set(_OLD_PROTOCOLS))
         self.assertEqual({r["metric"] for r in result_rows}, set(metrics.METRIC_NAMES))
+
+    def test_val_per_metric_rows_only_when_recorded(self):
+        new = rows.rows_from_results(
+            "yeast", "cgmvae", _fake_results([0.5, 0.7], protocols=_ALL_PROTOCOLS)
+        )
+        self.assertEqual({r["protocol"] for r in new}, set(_ALL_PROTOCOLS))
+        row = next(
+            r for r in new if r["protocol"] == "val_per_metric" and r["metric"] == "macro_f1"
+        )
+        self.assertAlmostEqual(row["mean"], 0.6 + 0.01 * metrics.METRIC_NAMES.index("macro_f1"))
+        self.assertEqual(row["seeds"], 2)
+        old = rows.rows_from_results("yeast", "cgmvae", _fake_results([0.5, 0.7]))
+        self.assertNotIn("val_per_metric", {r["protocol"] for r in old})
 
     def test_merge_replaces_same_key_and_keeps_others(self):
         old = rows.rows_from_results("yeast", "cgmvae", _fake_results([0.1]))
@@ -243,7 +264,7 @@ class CollectTest(absltest.TestCase):
             )
             self.assertEqual(summary["ran"], [])
             saved = json.loads(_read(summary["json"]))
-            per_cell = len(metrics.PROTOCOLS) * len(metrics.METRIC_NAMES)
+            per_cell = len(_OLD_PROTOCOLS) * len(metrics.METRIC_NAMES)
             self.assertLen(saved, 4 * per_cell)  # 3 collected cells + the earlier ablation rows
             self.assertTrue(all(set(r) == _ROW_KEYS for r in saved))
             self.assertEqual(
@@ -258,7 +279,7 @@ class CollectTest(absltest.TestCase):
 
             text = _read(summary["markdown"])
             self.assertEqual(os.path.basename(summary["markdown"]), "reproduce_main.md")
-            for protocol in metrics.PROTOCOLS:
+            for protocol in _OLD_PROTOCOLS:
                 self.assertIn(f"## Protocol `{protocol}`", text)
             self.assertIn("| data set | variant | seeds | ex-F1 | mi-F1 | ma-F1 | HA | P@1 |", text)
             self.assertIn("| yeast | cgmvae | 3 | 0.630 ± 0.016 |", text)  # ex-F1 = 0.62 + 0.01
@@ -275,6 +296,52 @@ class CollectTest(absltest.TestCase):
             self.assertIn("Packages: python", text)
             self.assertIn("Epochs: 100", text)
             self.assertNotIn("unimodal", text.split("## Variants")[0])  # other grids' rows
+
+    def test_val_per_metric_table_and_columns_beside_older_rows(self):
+        # yeast/cgmvae ran with val_per_metric; its BR and emotions ran before it existed.
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            new = _fake_results([0.60, 0.62, 0.64], protocols=_ALL_PROTOCOLS)
+            new["test"]["val_per_metric"]["macro_f1"] = 0.9  # per seed as well:
+            for seed in new["per_seed"]:
+                seed["test"]["val_per_metric"]["macro_f1"] = 0.9
+            _write_cell(runs, "yeast", "cgmvae", 1.0, new)
+            _write_cell(runs, "yeast", "br", 1.0, _fake_results([0.50]))
+            _write_cell(runs, "emotions", "br", 1.0, _fake_results([0.40]))
+            summary = runner.run_grid("main", workdir=runs, out=out, collect_only=True)
+            text = _read(summary["markdown"])
+        sections = [line for line in text.splitlines() if line.startswith("## Protocol")]
+        self.assertEqual(sections, [f"## Protocol `{p}`" for p in _ALL_PROTOCOLS])
+        per_metric = text.split("## Protocol `val_per_metric`")[1].split("## Protocol")[0]
+        self.assertIn(
+            "For each metric, the threshold from 0.05…0.95 that maximises it on validation, "
+            "applied unchanged to test: the honest counterpart of official.",
+            per_metric,
+        )
+        self.assertIn(
+            "| yeast | cgmvae | 3 | 0.630 ± 0.016 | 0.640 ± 0.016 | 0.900 ± 0.000 |", per_metric
+        )
+        self.assertNotIn("| yeast | br |", per_metric)
+        self.assertIn(
+            "No `val_per_metric` rows (recorded before it existed): yeast/br, emotions/br.",
+            per_metric,
+        )
+        gain = text.split("## Macro-F1 gain over BR")[1].split("##")[0]
+        self.assertIn(
+            "| data set | variant | official | val_per_metric | val_tuned | fixed |", gain
+        )
+        self.assertIn("| yeast | cgmvae | +0.120 | – | +0.120 | +0.120 |", gain)
+
+    def test_tables_of_older_rows_have_no_val_per_metric(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            _write_cell(runs, "yeast", "cgmvae", 1.0, _fake_results([0.60, 0.62, 0.64]))
+            _write_cell(runs, "yeast", "br", 1.0, _fake_results([0.50]))
+            summary = runner.run_grid("main", workdir=runs, out=out, collect_only=True)
+            text = _read(summary["markdown"])
+        self.assertNotIn("val_per_metric", text)
+        self.assertIn("| data set | variant | official | val_tuned | fixed |", text)
+        self.assertIn("| yeast | cgmvae | +0.120 | +0.120 | +0.120 |", text)
 
     def test_paper_split_tables_from_fake_runs(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -423,7 +490,6 @@ class BinaryRelevanceTest(absltest.TestCase):
             self.assertEqual(again["test"], results["test"])
 
 
-@absltest.skipUnless(_HAS_TRAINER, "the trainer (cgmvae_jax.objective) is not available yet")
 class SmokeGridTest(absltest.TestCase):
     def test_smoke_grid_end_to_end(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,16 +14,21 @@ import numpy as np
 from benchmarks.reproduction import grids
 from cgmvae_jax import metrics
 
+# The threshold protocols a row may carry, in table order. `val_per_metric` is newer than the
+# others: results.json files (and rows) written before it existed do not have it.
+PROTOCOLS = ("official", "val_per_metric", "val_tuned", "fixed")
+
 
 def rows_from_results(dataset: str, variant: str, results: dict) -> list[dict]:
-    """reproduce.json rows of one run: every protocol x metric of the test split.
+    """reproduce.json rows of one run: every protocol it recorded x metric of the test split.
 
     With `per_seed` in results.json (num_seeds > 1) mean and std are over the seeds (std with
     ddof 0, as results.json's `test_std`); otherwise the single run, std 0.
     """
     per_seed = results.get("per_seed")
+    recorded = (per_seed[0] if per_seed else results)["test"]
     out = []
-    for protocol in metrics.PROTOCOLS:
+    for protocol in (p for p in PROTOCOLS if p in recorded):  # older runs lack val_per_metric
         for metric in metrics.METRIC_NAMES:
             if per_seed:
                 values = np.array([s["test"][protocol][metric] for s in per_seed], np.float64)
@@ -63,7 +68,7 @@ def split_mean_rows(grid: grids.Grid, rows: list[dict]) -> list[dict]:
     table = {row_key(r): r for r in rows}
     out = []
     for dataset, variant, fraction, protocol, metric in itertools.product(
-        grid.datasets, grid.variants, grid.fractions, metrics.PROTOCOLS, metrics.METRIC_NAMES
+        grid.datasets, grid.variants, grid.fractions, PROTOCOLS, metrics.METRIC_NAMES
     ):
         found = {}  # split seed -> row
         for k in grid.split_seeds:

@@ -32,10 +32,10 @@ a failing cell is reported and skipped. Outputs in `--out` (default benchmarks/r
   the splits, and a header with the command, date, machine and package versions.
 * `figures/fraction_macro_f1.png` (grid `fraction`): macro-F1 against the train fraction.
 * `reproduce_paper_split.json` (grid `paper_split`, instead of reproduce.json): rows of the
-  same keys for each random split (`cgmvae-split4`: 80/10/10 split and model seeds drawn
-  with `config.seed = 4`) and their mean over splits (`cgmvae-splits`: mean ± std of the
-  per-split means over the splits on record, recomputed on every run; "seeds" counts the
-  splits).
+  same keys for each random split (`cgmvae-split4`: the 80/10/10 split drawn with
+  `config.split_seed = 4`, model seeds from `config.seed = 4`) and their mean over splits
+  (`cgmvae-splits`: mean ± std of the per-split means over the splits on record, recomputed
+  on every run; "seeds" counts the splits).
 
 Variants: `cgmvae` (the config as is), `unimodal` (prior="unimodal"), `mixture_only`
 (contrastive_weight=0), `contrastive_only` (kl_weight=0), `br` (one-vs-rest logistic
@@ -45,8 +45,8 @@ regression on the same splits and standardised features, `benchmarks/baselines.p
 `<variant>@<fraction>` trains on that fraction of the training split, with the config's
 batch size unless that leaves fewer than 4 batches per epoch (then n_train // 4; the run's
 config.json and results.json record it); `<variant>-split<k>` trains on the seeded random
-80/10/10 split of all rows with `config.split = "random"`, `config.seed = k` (model seeds
-k … k + seeds - 1).
+80/10/10 split of all rows with `config.split = "random"`, `config.split_seed = k` and
+`config.seed = k` (model seeds k … k + seeds - 1, as in the runs on record).
 """
 
 import os

@@ -157,9 +157,13 @@ class GridTest(parameterized.TestCase):
                     for k in (None, 1, 4)
                 }
             self.assertEqual(
-                (configs[4].split, configs[4].seed, configs[4].num_seeds), ("random", 4, 3)
+                (configs[4].split, configs[4].split_seed, configs[4].seed, configs[4].num_seeds),
+                ("random", 4, 4, 3),
             )
-            self.assertEqual((configs[None].split, configs[None].seed), ("predefined", 1))
+            self.assertEqual(
+                (configs[None].split, configs[None].split_seed, configs[None].seed),
+                ("predefined", 1, 1),
+            )
             tests = {k: data.load_from_config(c)[1].test_index for k, c in configs.items()}
         np.testing.assert_array_equal(np.sort(tests[None]), np.arange(150, 200))
         for k in (1, 4):
@@ -171,6 +175,18 @@ class GridTest(parameterized.TestCase):
             for k in (1, 4)
         }
         self.assertEqual(dirs, {"/r/toy/cgmvae-split1-s3-e3", "/r/toy/cgmvae-split4-s3-e3"})
+
+    def test_paper_split_cells_set_split_seed_and_seed(self):
+        # split_seed draws the split; seed = k keeps the model seeds of the runs on record.
+        for cell in grids.grid_cells(grids.GRIDS["paper_split"]):
+            config = cells.cell_config(cell, seeds=3)
+            self.assertEqual(
+                (config.split, config.split_seed, config.seed),
+                ("random", cell.split_seed, cell.split_seed),
+                cell.label,
+            )
+        main = cells.cell_config(grids.Cell("yeast", "cgmvae", 1.0), seeds=3)
+        self.assertEqual((main.split, main.split_seed), ("predefined", 1))
 
     @parameterized.named_parameters(
         ("cgmvae", "cgmvae", {"prior": "mixture", "kl_weight": 6.0, "contrastive_weight": 1.0}),
@@ -376,6 +392,11 @@ class CollectTest(absltest.TestCase):
 
             text = _read(summary["markdown"])
             self.assertIn("| yeast | cgmvae-split4 | 2 | 0.720 ± 0.010 |", text)
+            self.assertIn("80/10/10 splits (split seeds 1, 4, 7)", text)  # the description
+            self.assertIn("splits of all rows, split seeds 1, 4, 7 (", text)  # the header
+            self.assertIn("`config.split_seed=k` and `config.seed=k`", text)
+            official = text.split("## Protocol `official`")[1].split("## Protocol")[0]
+            self.assertIn("Random splits with split seeds 1, 4, 7:", official)
             self.assertIn("| yeast | cgmvae-splits | 3 | 0.720 ± 0.082 |", text)
             self.assertIn("| yeast | paper: C-GMVAE | 3 | 0.656 |", text)
             self.assertIn("| yeast | cgmvae-split1 | +0.110 | +0.110 | +0.110 |", text)

@@ -42,7 +42,9 @@ def cell_config(
     config.train_fraction = float(cell.fraction)
     config.num_seeds = 1 if cell.variant == "br" else int(seeds)
     if cell.split_seed is not None:
-        config.split = "random"  # seeds the split and the models (k, k + 1, ...)
+        config.split = "random"
+        config.split_seed = int(cell.split_seed)  # the split
+        # and the models (k, k + 1, ...): the seeds of the runs on record in the JSON
         config.seed = int(cell.split_seed)
     if num_epochs:
         config.num_epochs = int(num_epochs)

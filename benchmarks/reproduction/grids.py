@@ -53,8 +53,9 @@ class Grid:
     fractions: tuple[float, ...] = (1.0,)
     num_epochs: int | None = None
     description: str = ""
-    # Seeds of random 80/10/10 splits (config.split="random", config.seed=k); () keeps each
-    # data set's own split. A grid with split seeds writes reproduce_<grid>.json.
+    # Seeds of random 80/10/10 splits (config.split="random", config.split_seed=k and
+    # config.seed=k); () keeps each data set's own split. A grid with split seeds writes
+    # reproduce_<grid>.json.
     split_seeds: tuple[int, ...] = ()
     paper: bool = False  # the paper's numbers beside ours in the `official` table
 
@@ -91,8 +92,8 @@ GRIDS = {
         split_seeds=(1, 4, 7),
         description=(
             "The paper's split protocol: C-GMVAE and binary relevance on three seeded random "
-            "80/10/10 splits of all rows of each data set (predefined splits ignored), and the "
-            "mean over the splits."
+            "80/10/10 splits (split seeds 1, 4, 7) of all rows of each data set (predefined "
+            "splits ignored), and the mean over the splits."
         ),
         paper=True,
     ),

@@ -130,10 +130,11 @@ def _header(grid_name: str, *, command: str, machine: dict, runs: dict, carried)
     if grid.split_seeds:
         seeds_text = ", ".join(str(k) for k in grid.split_seeds)
         lines.append(
-            f"- Splits: seeded random 80/10/10 splits of all rows, seeds {seeds_text} "
-            "(`<variant>-split<k>`: `config.split=random`, `config.seed=k`, so the models of "
-            "split k have seeds k, k + 1, …); `<variant>-splits`: mean ± std (ddof 0) over the "
-            "splits of the per-split means (its `seeds` column counts the splits)."
+            f"- Splits: seeded random 80/10/10 splits of all rows, split seeds {seeds_text} "
+            "(`<variant>-split<k>`: `config.split=random`, `config.split_seed=k` and "
+            "`config.seed=k`, so the models of split k have seeds k, k + 1, …); "
+            "`<variant>-splits`: mean ± std (ddof 0) over the splits of the per-split means (its "
+            "`seeds` column counts the splits)."
         )
     if carried:
         lines.append(
@@ -158,6 +159,13 @@ def _protocol_table(
 ) -> list[str]:
     """`## Protocol ...`: one row per data set and variant, the paper's rows under `official`."""
     lines = [f"## Protocol `{protocol}`", "", f"{PROTOCOL_TEXT[protocol]}.", ""]
+    if grid.split_seeds:
+        seeds_text = ", ".join(str(k) for k in grid.split_seeds)
+        lines += [
+            f"Random splits with split seeds {seeds_text}: `-split<k>` rows are split k, "
+            "`-splits` rows the mean over the splits.",
+            "",
+        ]
     if protocol == "official":
         lines += [
             "Rows `paper: …` are the published numbers (spec/PAPER_RESULTS.md; baselines "

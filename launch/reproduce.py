@@ -6,7 +6,7 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   # ablation (paper Table 4) and less training data (paper Table 5 / Fig. 2)
   python launch/reproduce.py --grid=ablation --workdir=runs/reproduce --data_dir=...
   python launch/reproduce.py --grid=fraction --workdir=runs/reproduce --data_dir=...
-  # the paper's split protocol: random 80/10/10 splits with seeds 1, 4, 7 (yeast, scene, sider)
+  # the paper's split protocol: random 80/10/10 splits, split seeds 1, 4, 7 (yeast, scene, sider)
   python launch/reproduce.py --grid=paper_split --workdir=runs/reproduce --data_dir=...
   # the loss library on one MLP (BCE, ASL, ASL+KMCL, BCE+CLML, ASL+CLML) beside C-GMVAE
   python launch/reproduce.py --grid=losses --workdir=runs/reproduce --data_dir=...
@@ -15,21 +15,25 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   python launch/reproduce.py --grid=fraction --fractions=0.1 --variants=cgmvae,unimodal ...
   python launch/reproduce.py --grid=paper_split --datasets=sider --split_seeds=4 ...
   python launch/reproduce.py --grid=main --collect_only ...
+  # cells of data sets with a tuned config file (configs/<dataset>_tuned.py) use it
+  python launch/reproduce.py --grid=main --tuned --datasets=medical ...
 
 This script parses flags and calls `benchmarks.reproduction.run_grid`, where the grids, the
 paper's numbers, the rows, the Markdown and the plots live (docs/results.md describes the
 tables). Every cell (data set x variant x train fraction x split seed) is one call of
 `train.train_and_evaluate` in this process, in `WORKDIR/<dataset>/<variant>-s<seeds>-e<epochs>/`
-(BR: `WORKDIR/<dataset>/<variant>/`); a cell whose `results.json` exists is not run again, and
-a failing cell is reported and skipped. Outputs in `--out` (default benchmarks/results):
+(BR: `WORKDIR/<dataset>/<variant>/`; `<variant>-tuned…` with a tuned config); a cell whose
+`results.json` exists is not run again, and a failing cell is reported and skipped. Outputs
+in `--out` (default benchmarks/results):
 
 * `reproduce.json`: rows {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds",
-  "split"} of the test split, accumulated over the grids on the data sets' own splits (a new
-  row replaces the row with the same dataset/variant/protocol/metric). "split" is the split
-  description of the run's results.json; "std" is the population standard deviation over
-  seeds (0 for one run).
+  "split", "config"} of the test split, accumulated over the grids on the data sets' own
+  splits (a new row replaces the row with the same dataset/variant/protocol/metric). "split"
+  is the split description of the run's results.json; "std" is the population standard
+  deviation over seeds (0 for one run); "config" the config file (e.g. configs/yeast.py).
 * `reproduce_<grid>.md`: one table per threshold protocol, the paper's numbers beside ours,
-  the splits, and a header with the command, date, machine and package versions.
+  the splits and config files, and a header with the command, date, machine and package
+  versions.
 * `figures/fraction_macro_f1.png` (grid `fraction`): macro-F1 against the train fraction.
 * `reproduce_paper_split.json` (grid `paper_split`, instead of reproduce.json): rows of the
   same keys for each random split (`cgmvae-split4`: the 80/10/10 split drawn with
@@ -72,6 +76,12 @@ flags.DEFINE_integer("num_epochs", None, "Override config.num_epochs (shorter gr
 flags.DEFINE_string("data_dir", None, "Override config.data_dir (default: $CGMVAE_DATA).")
 flags.DEFINE_list("br_c", ["0.01", "0.1", "1"], "BR: C values, chosen on validation macro-F1.")
 flags.DEFINE_bool("collect_only", False, "Train nothing; tables from finished runs only.")
+flags.DEFINE_bool(
+    "tuned",
+    False,
+    "Cells of a data set with configs/<dataset>_tuned.py use it (run directories "
+    "<variant>-tuned...); the tables name each data set's config file.",
+)
 
 
 def main(argv):
@@ -96,6 +106,7 @@ def main(argv):
             br_cs=tuple(float(c) for c in FLAGS.br_c),
             collect_only=FLAGS.collect_only,
             command=command,
+            tuned=FLAGS.tuned,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,9 +1,13 @@
 """Tests of benchmarks/reproduction (grids, cells, rows, Markdown, plot) and benchmarks/baselines.py
 (BR)."""
 
+import dataclasses
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from unittest import mock
 
@@ -13,6 +17,7 @@ from absl.testing import absltest, parameterized
 from benchmarks import baselines
 from benchmarks.reproduction import cells, grids, plots, rows, runner
 from cgmvae_jax import data, metrics
+from tests import helpers
 
 _HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 _HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
@@ -52,10 +57,19 @@ def _fake_results(
 
 
 def _write_cell(
-    workdir, dataset, variant, fraction, results, seeds=3, num_epochs=None, split_seed=None
+    workdir,
+    dataset,
+    variant,
+    fraction,
+    results,
+    seeds=3,
+    num_epochs=None,
+    split_seed=None,
+    tuned=False,
+    configs_dir=None,
 ):
-    cell = grids.Cell(dataset, variant, fraction, split_seed)
-    config = cells.cell_config(cell, seeds=seeds, num_epochs=num_epochs)
+    cell = grids.Cell(dataset, variant, fraction, split_seed, tuned)
+    config = cells.cell_config(cell, seeds=seeds, num_epochs=num_epochs, configs_dir=configs_dir)
     path = cells.cell_workdir(workdir, cell, config)
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "results.json"), "w", encoding="utf-8") as f:
@@ -148,7 +162,7 @@ class GridTest(parameterized.TestCase):
             base = cells.load_config("smoke")
             base.dataset = path
 
-            def toy_config(_):
+            def toy_config(*_):
                 return base.copy_and_resolve_references()
 
             with mock.patch.object(cells, "load_config", side_effect=toy_config):
@@ -282,7 +296,12 @@ class CollectTest(absltest.TestCase):
             saved = json.loads(_read(summary["json"]))
             per_cell = len(_OLD_PROTOCOLS) * len(metrics.METRIC_NAMES)
             self.assertLen(saved, 4 * per_cell)  # 3 collected cells + the earlier ablation rows
-            self.assertTrue(all(set(r) == _ROW_KEYS for r in saved))
+            for r in saved:  # rows of runs name their config file; the earlier rows do not
+                if r["variant"] == "unimodal":
+                    self.assertEqual(set(r), _ROW_KEYS)
+                else:
+                    self.assertEqual(set(r), _ROW_KEYS | {"config"})
+                    self.assertEqual(r["config"], f"configs/{r['dataset']}.py")
             self.assertEqual(
                 {(r["dataset"], r["variant"]) for r in saved},
                 {
@@ -378,7 +397,10 @@ class CollectTest(absltest.TestCase):
             main_after = json.loads(_read(os.path.join(out, "reproduce.json")))
             self.assertEqual(main_after, main_rows)
             saved = _saved_rows(summary["json"])
-            self.assertTrue(all(set(r) == _ROW_KEYS for r in saved.values()))
+            self.assertTrue(all(set(r) == _ROW_KEYS | {"config"} for r in saved.values()))
+            self.assertEqual(
+                {r["config"] for r in saved.values()}, {"configs/yeast.py"}
+            )  # the means too
             mean = saved[("yeast", "cgmvae-splits", "official", "example_f1")]
             # Per-split means 0.62, 0.72, 0.82 (+0.01 for ex-F1): mean 0.72, std over splits.
             self.assertAlmostEqual(mean["mean"], 0.72)
@@ -459,6 +481,115 @@ class CollectTest(absltest.TestCase):
             self.assertIn("| yeast | br@0.5 | 1 |", text)
             self.assertIn("| yeast | unimodal@0.5 |", text)
             self.assertNotIn("paper: C-GMVAE", text)
+
+
+_TUNED_YEAST = '''"""A tuned yeast config (test)."""
+from cgmvae_jax import config_lib
+
+
+def get_config():
+    config = config_lib.base_config()
+    config.dataset = "yeast"
+    config.learning_rate = 0.0123
+    return config
+'''
+
+
+class TunedConfigTest(absltest.TestCase):
+    def setUp(self):
+        super().setUp()
+        # A configs directory with yeast.py, scene.py (the repository's) and yeast_tuned.py.
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+        self.configs = os.path.join(self.tmp, "configs")
+        os.makedirs(self.configs)
+        for name in ("yeast", "scene"):
+            shutil.copy(os.path.join(helpers.REPO, "configs", f"{name}.py"), self.configs)
+        with open(os.path.join(self.configs, "yeast_tuned.py"), "w", encoding="utf-8") as f:
+            f.write(_TUNED_YEAST)
+
+    def test_tuned_cells_load_the_tuned_file_where_it_exists(self):
+        chosen = grids.grid_cells(grids.GRIDS["main"], ["yeast", "scene"])
+        tuned = cells.use_tuned(chosen, self.configs)
+        self.assertEqual(
+            [(c.label, c.tuned) for c in tuned],
+            [
+                ("yeast/cgmvae", True),
+                ("yeast/br", True),
+                ("scene/cgmvae", False),
+                ("scene/br", False),
+            ],
+        )
+        self.assertEqual(cells.use_tuned(chosen), chosen)  # the repository has no tuned files
+        yeast, yeast_br, scene, _ = tuned
+        config = cells.cell_config(yeast, seeds=3, configs_dir=self.configs)
+        self.assertEqual(config.learning_rate, 0.0123)
+        self.assertEqual(cells.cell_config(scene, seeds=3).learning_rate, 0.003)
+        self.assertEqual(cells.config_file(yeast, self.configs), "configs/yeast_tuned.py")
+        self.assertEqual(cells.config_file(scene, self.configs), "configs/scene.py")
+        self.assertEqual(cells.cell_workdir("/r", yeast, config), "/r/yeast/cgmvae-tuned-s3-e100")
+        self.assertEqual(cells.cell_workdir("/r", yeast_br, config), "/r/yeast/br-tuned")
+        with self.assertRaisesRegex(ValueError, "No config file .*scene_tuned.py"):
+            cells.cell_config(dataclasses.replace(scene, tuned=True), seeds=3)
+
+    def test_tables_name_the_config_file_of_each_data_set(self):
+        runs, out = os.path.join(self.tmp, "runs"), os.path.join(self.tmp, "out")
+        kwargs = dict(tuned=True, configs_dir=self.configs)
+        _write_cell(runs, "yeast", "cgmvae", 1.0, _fake_results([0.7]), 1, **kwargs)
+        _write_cell(runs, "yeast", "cgmvae", 1.0, _fake_results([0.2]), 1)  # untuned
+        _write_cell(runs, "scene", "cgmvae", 1.0, _fake_results([0.6]), 1, configs_dir=self.configs)
+        _record_rows(out, rows.rows_from_results("yeast", "br", _fake_results([0.5])))
+        summary = runner.run_grid(
+            "main", workdir=runs, out=out, seeds=1, collect_only=True, **kwargs
+        )
+        saved = _saved_rows(summary["json"])
+        tuned_row = saved[("yeast", "cgmvae", "fixed", "example_f1")]
+        self.assertEqual(tuned_row["config"], "configs/yeast_tuned.py")
+        self.assertAlmostEqual(tuned_row["mean"], 0.71)  # the tuned run, not the other one
+        self.assertEqual(
+            saved[("scene", "cgmvae", "fixed", "example_f1")]["config"], "configs/scene.py"
+        )
+        self.assertNotIn("config", saved[("yeast", "br", "fixed", "example_f1")])  # older row
+        text = _read(summary["markdown"]).split("## Config files")[1]
+        self.assertIn("- yeast: `configs/yeast_tuned.py` (cgmvae); not recorded (br)", text)
+        self.assertIn("- scene: `configs/scene.py`\n", text)
+        # Without --tuned the same workdir gives the untuned run's rows.
+        again = runner.run_grid(
+            "main", workdir=runs, out=out, seeds=1, collect_only=True, configs_dir=self.configs
+        )
+        row = _saved_rows(again["json"])[("yeast", "cgmvae", "fixed", "example_f1")]
+        self.assertEqual((row["config"], round(row["mean"], 3)), ("configs/yeast.py", 0.21))
+
+
+class LaunchScriptTest(absltest.TestCase):
+    def test_collect_only_from_the_command_line(self):
+        # The script imports benchmarks as an installed package (no sys.path edits).
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "out")
+            _record_rows(out, rows.rows_from_results("yeast", "cgmvae", _fake_results([0.55])))
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    os.path.join(helpers.REPO, "launch", "reproduce.py"),
+                    "--grid=main",
+                    "--collect_only",
+                    "--tuned",
+                    "--datasets=yeast",
+                    "--variants=cgmvae",
+                    f"--workdir={os.path.join(tmp, 'runs')}",
+                    f"--out={out}",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+                timeout=120,
+            )
+            self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+            self.assertIn("Ran 0 cell(s); 0 rows.", proc.stdout)
+            text = _read(os.path.join(out, "reproduce_main.md"))
+        self.assertIn("| yeast | cgmvae | 1 | 0.560 |", text)
+        self.assertIn("--tuned --datasets=yeast", text)  # the command in the header
 
 
 @absltest.skipUnless(_HAS_SKLEARN, "scikit-learn is not installed (pip install -e '.[test]')")

@@ -1,5 +1,6 @@
 """One cell of a grid: its config, its run directory, and running it (trainer or BR)."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -17,15 +18,33 @@ CONFIGS_DIR = os.path.join(REPO, "configs")
 MIN_BATCHES_PER_EPOCH = 4
 
 
-def load_config(dataset: str):
-    """`configs/<dataset>.py`'s `get_config()`."""
-    path = os.path.join(CONFIGS_DIR, f"{dataset}.py")
+def load_config(name: str, configs_dir: str | None = None):
+    """`<configs_dir>/<name>.py`'s `get_config()` (default: the repository's configs/)."""
+    path = os.path.join(configs_dir or CONFIGS_DIR, f"{name}.py")
     if not os.path.exists(path):
-        raise ValueError(f"No config file {path} for data set {dataset!r}.")
-    spec = importlib.util.spec_from_file_location(f"configs_{dataset}", path)
+        raise ValueError(f"No config file {path}.")
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
+
+
+def use_tuned(chosen: list[grids.Cell], configs_dir: str | None = None) -> list[grids.Cell]:
+    """`chosen` with `tuned=True` where `<configs_dir>/<dataset>_tuned.py` exists (for every
+    variant, BR included, so that all cells of a data set share its split settings)."""
+    directory = configs_dir or CONFIGS_DIR
+    return [
+        dataclasses.replace(c, tuned=True)
+        if os.path.exists(os.path.join(directory, f"{c.dataset}_tuned.py"))
+        else c
+        for c in chosen
+    ]
+
+
+def config_file(cell: grids.Cell, configs_dir: str | None = None) -> str:
+    """The cell's config file as the tables name it, e.g. configs/yeast.py."""
+    directory = os.path.basename(os.path.normpath(configs_dir or CONFIGS_DIR))
+    return f"{directory}/{cell.config_name}.py"
 
 
 def cell_config(
@@ -34,9 +53,11 @@ def cell_config(
     seeds: int,
     num_epochs: int | None = None,
     data_dir: str | None = None,
+    configs_dir: str | None = None,
 ):
-    """The config of a cell: the data set's config file plus the variant's overrides."""
-    config = load_config(cell.dataset)
+    """The config of a cell: its config file (`cell.config_name` in `configs_dir`, default the
+    repository's configs/) plus the variant's overrides."""
+    config = load_config(cell.config_name, configs_dir)
     for field, value in grids.VARIANT_OVERRIDES[cell.variant].items():
         config[field] = value
     config.train_fraction = float(cell.fraction)
@@ -64,10 +85,12 @@ def fraction_batch_size(config) -> int:
 
 
 def cell_workdir(root: str, cell: grids.Cell, config) -> str:
-    """Run directory of a cell; seeds and epochs are part of the name (no mixing of runs)."""
+    """Run directory of a cell; seeds, epochs and a tuned config are part of the name (no
+    mixing of runs)."""
+    name = f"{cell.name}-tuned" if cell.tuned else cell.name
     if cell.variant == "br":
-        return os.path.join(root, cell.dataset, cell.name)
-    leaf = f"{cell.name}-s{int(config.num_seeds)}-e{int(config.num_epochs)}"
+        return os.path.join(root, cell.dataset, name)
+    leaf = f"{name}-s{int(config.num_seeds)}-e{int(config.num_epochs)}"
     return os.path.join(root, cell.dataset, leaf)
 
 

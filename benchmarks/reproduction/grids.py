@@ -162,17 +162,23 @@ def json_name(grid_name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One entry of a grid: a data set, a base variant, a train fraction and optionally the
-    seed of a random split."""
+    """One entry of a grid: a data set, a base variant, a train fraction, optionally the seed
+    of a random split, and whether it uses the data set's tuned config file."""
 
     dataset: str
     variant: str
     fraction: float
     split_seed: int | None = None
+    tuned: bool = False  # configs/<dataset>_tuned.py instead of configs/<dataset>.py
 
     @property
     def name(self) -> str:
         return variant_name(self.variant, self.fraction, self.split_seed)
+
+    @property
+    def config_name(self) -> str:
+        """The name of the cell's config file: `<dataset>` or `<dataset>_tuned`."""
+        return f"{self.dataset}_tuned" if self.tuned else self.dataset
 
     @property
     def label(self) -> str:

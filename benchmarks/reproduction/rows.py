@@ -1,8 +1,9 @@
 """The rows of reproduce.json: one per data set x variant x protocol x metric of the test split.
 
-A row is {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds", "split"}; "std"
-is the population standard deviation over seeds (0 for one run), "split" the split
-description of the run's results.json.
+A row is {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds", "split",
+"config"}; "std" is the population standard deviation over seeds (0 for one run), "split" the
+split description of the run's results.json, "config" the config file of the run (e.g.
+configs/yeast.py; rows written before it was recorded have no "config").
 """
 
 import itertools
@@ -19,11 +20,14 @@ from cgmvae_jax import metrics
 PROTOCOLS = ("official", "val_per_metric", "val_tuned", "fixed")
 
 
-def rows_from_results(dataset: str, variant: str, results: dict) -> list[dict]:
+def rows_from_results(
+    dataset: str, variant: str, results: dict, config_file: str | None = None
+) -> list[dict]:
     """reproduce.json rows of one run: every protocol it recorded x metric of the test split.
 
     With `per_seed` in results.json (num_seeds > 1) mean and std are over the seeds (std with
-    ddof 0, as results.json's `test_std`); otherwise the single run, std 0.
+    ddof 0, as results.json's `test_std`); otherwise the single run, std 0. `config_file`, the
+    run's config file, goes to the rows' "config" (none when None).
     """
     per_seed = results.get("per_seed")
     recorded = (per_seed[0] if per_seed else results)["test"]
@@ -44,6 +48,7 @@ def rows_from_results(dataset: str, variant: str, results: dict) -> list[dict]:
                     "std": float(values.std()),
                     "seeds": int(values.size),
                     "split": str(results.get("split", "")),
+                    **({"config": config_file} if config_file else {}),
                 }
             )
     return out
@@ -86,6 +91,7 @@ def _mean_over_splits(found: dict[int, dict], dataset: str, name: str) -> dict:
     values = np.array([r["mean"] for r in found.values()], np.float64)
     model_seeds = "/".join(str(n) for n in sorted({r["seeds"] for r in found.values()}))
     first = next(iter(found.values()))
+    config_files = sorted({r["config"] for r in found.values() if "config" in r})
     return {
         "dataset": dataset,
         "variant": name,
@@ -99,6 +105,7 @@ def _mean_over_splits(found: dict[int, dict], dataset: str, name: str) -> dict:
             f"{', '.join(str(k) for k in found)}) of the per-split means over "
             f"{model_seeds} model seed(s)"
         ),
+        **({"config": ", ".join(config_files)} if config_files else {}),
     }
 
 

@@ -43,6 +43,8 @@ def run_grid(
     br_cs=(0.01, 0.1, 1.0),
     collect_only: bool = False,
     command: str = "",
+    tuned: bool = False,
+    configs_dir: str | None = None,
 ) -> dict:
     """Runs the missing cells of a grid, then writes its JSON (`grids.json_name`), the Markdown
     and plots.
@@ -62,6 +64,9 @@ def run_grid(
       br_cs: Candidate C values of the BR baseline (chosen on validation).
       collect_only: Run nothing; build the tables from finished cells.
       command: The command line for the Markdown header.
+      tuned: Cells of a data set with a `<dataset>_tuned.py` config file use it (run
+        directories `<variant>-tuned…`); the others use `<dataset>.py`.
+      configs_dir: Directory of the config files (default: the repository's configs/).
 
     Returns:
       {"rows": the grid's rows, "failures": [(cell, message)], "markdown": path,
@@ -69,14 +74,23 @@ def run_grid(
     """
     grid = grids.GRIDS[grid_name]
     out = out or default_out(grid_name, workdir)
-    options = dict(seeds=seeds, num_epochs=num_epochs or grid.num_epochs, data_dir=data_dir)
+    options = dict(
+        seeds=seeds,
+        num_epochs=num_epochs or grid.num_epochs,
+        data_dir=data_dir,
+        configs_dir=configs_dir,
+    )
+    every = grids.grid_cells(grid)
     chosen = grids.grid_cells(grid, datasets, variants, fractions, split_seeds)
+    if tuned:
+        every, chosen = cells.use_tuned(every, configs_dir), cells.use_tuned(chosen, configs_dir)
     progress = _run_cells(
-        grid, set(chosen), workdir, options, br_cs=br_cs, collect_only=collect_only
+        every, set(chosen), workdir, options, br_cs=br_cs, collect_only=collect_only
     )
     new_rows = []
     for cell, (results, _) in progress.collected.items():
-        new_rows += rows.rows_from_results(cell.dataset, cell.name, results)
+        config_file = cells.config_file(cell, configs_dir)
+        new_rows += rows.rows_from_results(cell.dataset, cell.name, results, config_file)
     os.makedirs(out, exist_ok=True)
     json_path = os.path.join(out, grids.json_name(grid_name))
     merged, means = _update_json(grid, json_path, new_rows)
@@ -110,17 +124,17 @@ def run_grid(
 
 
 def _run_cells(
-    grid: grids.Grid, chosen: set, workdir: str, options: dict, *, br_cs, collect_only: bool
+    every: list, chosen: set, workdir: str, options: dict, *, br_cs, collect_only: bool
 ) -> _Progress:
-    """Collects the finished cells of the grid and runs the chosen missing ones (none when
-    `collect_only`, none after an interrupt)."""
+    """Collects the finished cells of `every` (the grid's) and runs the chosen missing ones
+    (none when `collect_only`, none after an interrupt)."""
     progress = _Progress()
     stop_errors = (KeyboardInterrupt,)
     if not collect_only:
         from cgmvae_jax import train  # jax and flax only when something may be trained
 
         stop_errors += (train.TrainingInterrupted,)
-    for index, cell in enumerate(grids.grid_cells(grid)):
+    for index, cell in enumerate(every):
         try:
             config = cells.cell_config(cell, **options)
         except Exception as e:  # a bad cell must not stop the grid

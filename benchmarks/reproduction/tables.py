@@ -86,6 +86,7 @@ def render_markdown(
     lines += comparisons.gap_to_cgmvae(grid, present, table, protocols)
     lines += _variant_notes(grid, runs)
     lines += _split_notes(present, table)
+    lines += _config_notes(present, variants, table)
     if grid_name == "fraction":
         lines += ["", "![macro-F1 vs train fraction](figures/fraction_macro_f1.png)"]
     if failures:
@@ -219,6 +220,37 @@ def _variant_notes(grid: grids.Grid, runs: dict) -> list[str]:
             f"kept unless the fraction leaves fewer than {cells.MIN_BATCHES_PER_EPOCH} batches "
             f"per epoch; then it is n_train // {cells.MIN_BATCHES_PER_EPOCH}."
         )
+    return lines
+
+
+def _config_notes(datasets: list[str], variants: list[str], table: dict) -> list[str]:
+    """`## Config files`: the config file that produced each data set's rows (per variant when
+    they differ)."""
+    lines = [
+        "",
+        "## Config files",
+        "",
+        "The config file of each data set's cells, recorded in the rows' `config` (with "
+        "`--tuned`, `configs/<data set>_tuned.py` where it exists); *not recorded*: rows "
+        "written before the `config` key, when every cell used `configs/<data set>.py`.",
+        "",
+    ]
+    for dataset in datasets:
+        files = {}  # variant -> config file, in table order
+        for variant in variants:
+            if grids.is_splits_mean(variant):
+                continue
+            found = [r for k, r in table.items() if k[:2] == (dataset, variant)]
+            if found:
+                files[variant] = found[0].get("config")
+        shown = {f"`{f}`" if f else "not recorded" for f in files.values()}
+        if len(shown) == 1:
+            lines.append(f"- {dataset}: {shown.pop()}")
+        else:
+            what = "; ".join(
+                f"`{f}` ({v})" if f else f"not recorded ({v})" for v, f in files.items()
+            )
+            lines.append(f"- {dataset}: {what}")
     return lines
 
 

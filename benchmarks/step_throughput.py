@@ -700,16 +700,14 @@ def _step_cells(r: dict) -> list[str]:
         r["name"],
         *(str(r[k]) for k in ("batch_size", "num_features", "num_labels", "embedding_dim")),
         str(r["scan_steps"]),
-        _fmt(r.get("jax_steps_per_sec")),
-        _fmt(r.get("jax_steps_per_sec_call1")),
-        _fmt(r.get("torch_steps_per_sec")),
+        *_rates(r, "jax_steps_per_sec", "jax_steps_per_sec_call1", "torch_steps_per_sec"),
         f"{_fmt(r.get('ratio'))}×",
         f"{_fmt(r.get('ratio_call1'))}×",
         _fmt(r.get("mfu"), ".0%"),
         _fmt(_torch_mfu(r), ".0%"),
         f"{_fmt(_ratio_bound(r))}×",
         _fmt(r.get("flops_per_step", 0) / 1e9),
-        f"{_fmt(r.get('compile_seconds'), '.1f')} / {_fmt(r.get('compile_seconds_scan'), '.1f')}",
+        _compile_cell(r),
         _mb(r.get("xla_temp_bytes")),
         _fmt(r.get("maxrss_mb"), ".0f"),
         _fmt(r.get("load_average_end"), ".1f"),
@@ -717,13 +715,11 @@ def _step_cells(r: dict) -> list[str]:
 
 
 def _seeds_cells(r: dict) -> list[str]:
+    rates = ("single_seed", "vmapped", "vmapped_seed", "sequential_seed")
     return [
         r["name"],
         str(r["num_seeds"]),
-        _fmt(r["single_seed_steps_per_sec"]),
-        _fmt(r["vmapped_steps_per_sec"]),
-        _fmt(r["vmapped_seed_steps_per_sec"]),
-        _fmt(r["sequential_seed_steps_per_sec"]),
+        *_rates(r, *(f"{k}_steps_per_sec" for k in rates)),
         f"{_fmt(r['seeds_speedup'])}×",
         _fmt(r.get("load_average_end"), ".1f"),
     ]
@@ -733,11 +729,19 @@ def _devices_cells(r: dict) -> list[str]:
     return [
         r["name"],
         str(r["num_devices"]),
-        _fmt(r["jax_steps_per_sec"]),
-        _fmt(r["jax_steps_per_sec_call1"]),
-        f"{_fmt(r['compile_seconds'], '.1f')} / {_fmt(r.get('compile_seconds_scan'), '.1f')}",
+        *_rates(r, "jax_steps_per_sec", "jax_steps_per_sec_call1"),
+        _compile_cell(r),
         _fmt(r.get("load_average_end"), ".1f"),
     ]
+
+
+def _rates(r: dict, *keys: str) -> list[str]:
+    return [_fmt(r.get(k)) for k in keys]
+
+
+def _compile_cell(r: dict) -> str:
+    """Compile seconds of the one-step / scan programs."""
+    return f"{_fmt(r.get('compile_seconds'), '.1f')} / {_fmt(r.get('compile_seconds_scan'), '.1f')}"
 
 
 def _preamble(rows: list[dict]) -> list[str]:

@@ -96,10 +96,28 @@ def run_grid(
     merged, means = _update_json(grid, json_path, new_rows)
     table_rows, carried = _table_rows(grid, merged, progress.collected, means)
     progress.failures += _not_run(chosen, progress, carried, workdir, options)
+    md_path, figure = _write_tables(
+        grid_name, out, table_rows, progress, carried, command or f"run_grid({grid_name!r})"
+    )
+    return {
+        "rows": new_rows,
+        "failures": progress.failures,
+        "markdown": md_path,
+        "json": json_path,
+        "figure": figure,
+        "ran": progress.ran,
+        "interrupted": progress.interrupted,
+    }
+
+
+def _write_tables(
+    grid_name: str, out: str, table_rows: list, progress: _Progress, carried: set, command: str
+) -> tuple[str, str | None]:
+    """Writes reproduce_<grid>.md (and the fraction figure). Returns their paths."""
     markdown = tables.render_markdown(
         grid_name,
         table_rows,
-        command=command or f"run_grid({grid_name!r})",
+        command=command,
         machine=tables.machine_description(),
         runs=_runs_summary(progress.collected),
         failures=progress.failures,
@@ -110,17 +128,10 @@ def run_grid(
         f.write(markdown)
     figure = None
     if grid_name == "fraction" and table_rows:
-        path = os.path.join(out, "figures", "fraction_macro_f1.png")
-        figure = plots.plot_fraction(table_rows, path)
-    return {
-        "rows": new_rows,
-        "failures": progress.failures,
-        "markdown": md_path,
-        "json": json_path,
-        "figure": figure,
-        "ran": progress.ran,
-        "interrupted": progress.interrupted,
-    }
+        figure = plots.plot_fraction(
+            table_rows, os.path.join(out, "figures", "fraction_macro_f1.png")
+        )
+    return md_path, figure
 
 
 def _run_cells(

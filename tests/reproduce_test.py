@@ -521,7 +521,8 @@ class TunedConfigTest(absltest.TestCase):
                 ("scene/br", False),
             ],
         )
-        self.assertEqual(cells.use_tuned(chosen), chosen)  # the repository has no tuned files
+        repo_configs = os.path.join(helpers.REPO, "configs")  # the default directory
+        self.assertEqual(cells.use_tuned(chosen), cells.use_tuned(chosen, repo_configs))
         yeast, yeast_br, scene, _ = tuned
         config = cells.cell_config(yeast, seeds=3, configs_dir=self.configs)
         self.assertEqual(config.learning_rate, 0.0123)
@@ -531,7 +532,9 @@ class TunedConfigTest(absltest.TestCase):
         self.assertEqual(cells.cell_workdir("/r", yeast, config), "/r/yeast/cgmvae-tuned-s3-e100")
         self.assertEqual(cells.cell_workdir("/r", yeast_br, config), "/r/yeast/br-tuned")
         with self.assertRaisesRegex(ValueError, "No config file .*scene_tuned.py"):
-            cells.cell_config(dataclasses.replace(scene, tuned=True), seeds=3)
+            cells.cell_config(
+                dataclasses.replace(scene, tuned=True), seeds=3, configs_dir=self.configs
+            )
 
     def test_tables_name_the_config_file_of_each_data_set(self):
         runs, out = os.path.join(self.tmp, "runs"), os.path.join(self.tmp, "out")

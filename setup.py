@@ -11,7 +11,11 @@ setuptools.setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["cgmvae_jax", "cgmvae_jax.*"]),
+    # `benchmarks` is installed too so that `from benchmarks import hardware` works from any
+    # directory (launch/reproduce.py, the tests) without sys.path edits.
+    packages=setuptools.find_packages(
+        include=["cgmvae_jax", "cgmvae_jax.*", "benchmarks", "benchmarks.*"]
+    ),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.6",

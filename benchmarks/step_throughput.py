@@ -57,15 +57,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from benchmarks import hardware  # the installed package (setup.py), also from a script run
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:  # `python benchmarks/step_throughput.py` puts benchmarks/ on the path
-    sys.path.insert(0, _REPO)
-
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from benchmarks import hardware  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A configs/*.py file: measure its shapes (one setting). Omit for the sweep."
@@ -256,17 +254,8 @@ def _torch_programs(config, num_features: int, num_labels: int, modes) -> tuple[
     from benchmarks import torch_reference as tr
 
     fns, info = {}, {}
-    kwargs = dict(
-        embedding_dim=int(config.embedding_dim),
-        latent_dim=int(config.latent_dim),
-        feature_hidden=tuple(config.feature_hidden),
-        label_hidden=tuple(config.label_hidden),
-        decoder_hidden=tuple(config.decoder_hidden),
-        dropout_rate=float(config.dropout_rate),
-        lr=float(config.learning_rate),
-        weight_decay=float(config.weight_decay),
-        log_var_limit=float(config.log_var_limit) or None,
-    )
+    shapes = _torch_model_kwargs(config, num_features, num_labels)
+    kwargs = dict(shapes, lr=float(config.learning_rate), weight_decay=float(config.weight_decay))
     x, y = tr.synthetic_batch(int(config.batch_size), num_features, num_labels)
     import torch
 
@@ -288,13 +277,21 @@ def _torch_programs(config, num_features: int, num_labels: int, modes) -> tuple[
         int(config.batch_size),
         num_features,
         num_labels,
-        embedding_dim=kwargs["embedding_dim"],
-        latent_dim=kwargs["latent_dim"],
-        feature_hidden=kwargs["feature_hidden"],
-        label_hidden=kwargs["label_hidden"],
-        decoder_hidden=kwargs["decoder_hidden"],
+        **{k: v for k, v in shapes.items() if k not in ("dropout_rate", "log_var_limit")},
     )["total"]
     return fns, info
+
+
+def _torch_model_kwargs(config, num_features: int, num_labels: int) -> dict:
+    """The PyTorch reference's model settings: the fields of the flax model that
+    `models.make_model` builds from `config` (the library reads the config fields once)."""
+    from benchmarks import torch_reference as tr
+    from cgmvae_jax import models
+
+    model = models.make_model(config, num_features, num_labels)
+    kwargs = {name: getattr(model, name) for name in tr.MODEL_FIELDS}
+    kwargs["log_var_limit"] = kwargs["log_var_limit"] or None  # flax: 0 disables the clamp
+    return kwargs
 
 
 def _peaks(dtype: str, with_torch: bool) -> dict:
@@ -632,13 +629,128 @@ def _machines_line(rows: list[dict]) -> str:
     return "Measured on " + "; ".join(f"{m} ({_dates(ok, m)})" for m in machines) + "."
 
 
+_GROUP_TITLES = {
+    "configs": "Dataset configs (their B, E; the data set's n, F, L)",
+    "labels": "L sweep (nus_vec shapes: B = 256, F = 128, E = 1024, d = 64)",
+    "batch": "B sweep (nus_vec shapes)",
+    "dtype": "bfloat16 compute (float32 parameters; torch stays float32; MFU vs the bf16 "
+    "matmul peak)",
+}
+_STEP_HEADER = (
+    "| setting | B | F | L | E | scan | jax steps/s | 1/call | torch steps/s | ratio | "
+    "ratio 1/call | MFU | torch MFU | ratio bound | GFLOP/step | compile s (1 / scan) | "
+    "XLA temp MiB | RSS MiB | load |"
+)
+_SEEDS_HEADER = (
+    "| setting | S | single-seed steps/s | vmapped steps/s (S seeds each) | seed-steps/s "
+    "vmapped | seed-steps/s sequential | speedup | load |"
+)
+_DEVICES_HEADER = "| setting | devices | jax steps/s | 1/call | compile s (1 / scan) | load |"
+_DEVICES_TEXT = (
+    "`XLA_FLAGS=--xla_force_host_platform_device_count=8`, `--config.num_devices=N`: the "
+    "batch is sharded over N CPU 'devices' that share the same cores, so this shows the "
+    "overhead of the sharded program, not a speed-up (real devices would each bring "
+    "their own compute)."
+)
+
+
 def markdown(rows: list[dict]) -> str:
     """The results table (Markdown) of all rows, by group."""
+    lines = _preamble(rows)
+    for group, title in _GROUP_TITLES.items():
+        lines += _section(title, _of_group(rows, group), _STEP_HEADER, _step_cells)
+    lines += _section(
+        "Many seeds: S vmapped seeds in one program vs S sequential single-seed runs",
+        _of_group(rows, "seeds"),
+        _SEEDS_HEADER,
+        _seeds_cells,
+    )
+    lines += _section(
+        "Data parallelism over simulated devices",
+        _of_group(rows, "devices"),
+        _DEVICES_HEADER,
+        _devices_cells,
+        intro=[_DEVICES_TEXT, ""],
+    )
+    return "\n".join(lines)
+
+
+def _of_group(rows: list[dict], group: str) -> list[dict]:
+    return [r for r in rows if r.get("group") == group]
+
+
+def _section(title: str, rows: list[dict], header: str, cells, intro=()) -> list[str]:
+    """`## title`, the machines, `intro` lines and a table of `cells(row)` per row (an error
+    row spans the table); [] without rows."""
+    if not rows:
+        return []
+    num_columns = header.count("|") - 1
+    lines = [f"## {title}", "", _machines_line(rows), "", *intro, header]
+    lines.append("|" + "---|" * num_columns)
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * (num_columns - 2))
+        else:
+            lines.append("| " + " | ".join(cells(r)) + " |")
+    return lines + [""]
+
+
+def _step_cells(r: dict) -> list[str]:
+    return [
+        r["name"],
+        *(str(r[k]) for k in ("batch_size", "num_features", "num_labels", "embedding_dim")),
+        str(r["scan_steps"]),
+        *_rates(r, "jax_steps_per_sec", "jax_steps_per_sec_call1", "torch_steps_per_sec"),
+        f"{_fmt(r.get('ratio'))}×",
+        f"{_fmt(r.get('ratio_call1'))}×",
+        _fmt(r.get("mfu"), ".0%"),
+        _fmt(_torch_mfu(r), ".0%"),
+        f"{_fmt(_ratio_bound(r))}×",
+        _fmt(r.get("flops_per_step", 0) / 1e9),
+        _compile_cell(r),
+        _mb(r.get("xla_temp_bytes")),
+        _fmt(r.get("maxrss_mb"), ".0f"),
+        _fmt(r.get("load_average_end"), ".1f"),
+    ]
+
+
+def _seeds_cells(r: dict) -> list[str]:
+    rates = ("single_seed", "vmapped", "vmapped_seed", "sequential_seed")
+    return [
+        r["name"],
+        str(r["num_seeds"]),
+        *_rates(r, *(f"{k}_steps_per_sec" for k in rates)),
+        f"{_fmt(r['seeds_speedup'])}×",
+        _fmt(r.get("load_average_end"), ".1f"),
+    ]
+
+
+def _devices_cells(r: dict) -> list[str]:
+    return [
+        r["name"],
+        str(r["num_devices"]),
+        *_rates(r, "jax_steps_per_sec", "jax_steps_per_sec_call1"),
+        _compile_cell(r),
+        _fmt(r.get("load_average_end"), ".1f"),
+    ]
+
+
+def _rates(r: dict, *keys: str) -> list[str]:
+    return [_fmt(r.get(k)) for k in keys]
+
+
+def _compile_cell(r: dict) -> str:
+    """Compile seconds of the one-step / scan programs."""
+    return f"{_fmt(r.get('compile_seconds'), '.1f')} / {_fmt(r.get('compile_seconds_scan'), '.1f')}"
+
+
+def _preamble(rows: list[dict]) -> list[str]:
+    """Title, dates, machines, versions, load and the column legend."""
     ok = [r for r in rows if "error" not in r]
     first = ok[0] if ok else {}
     dates = sorted(r.get("date_utc", "") for r in ok)
     loads = [v for r in ok for v in (r.get("load_average_start"), r.get("load_average_end")) if v]
-    lines = [
+    return [
         "# Training-step throughput: cgmvae_jax vs the PyTorch reference",
         "",
         "Made with `python benchmarks/step_throughput.py` (the whole sweep; `--groups=...` for "
@@ -671,91 +783,6 @@ def markdown(rows: list[dict]) -> str:
         "FLOPs per step ÷ torch steps/s), the roofline no rewrite of the same FLOPs can beat.",
         "",
     ]
-    groups = {
-        "configs": "Dataset configs (their B, E; the data set's n, F, L)",
-        "labels": "L sweep (nus_vec shapes: B = 256, F = 128, E = 1024, d = 64)",
-        "batch": "B sweep (nus_vec shapes)",
-        "dtype": "bfloat16 compute (float32 parameters; torch stays float32; MFU vs the bf16 "
-        "matmul peak)",
-    }
-    header = (
-        "| setting | B | F | L | E | scan | jax steps/s | 1/call | torch steps/s | ratio | "
-        "ratio 1/call | MFU | torch MFU | ratio bound | GFLOP/step | compile s (1 / scan) | "
-        "XLA temp MiB | RSS MiB | load |"
-    )
-    sep = "|" + "---|" * 19
-    for group, title in groups.items():
-        sel = [r for r in rows if r.get("group") == group]
-        if not sel:
-            continue
-        lines += [f"## {title}", "", _machines_line(sel), "", header, sep]
-        for r in sel:
-            if "error" in r:
-                lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 17)
-                continue
-            lines.append(
-                f"| {r['name']} | {r['batch_size']} | {r['num_features']} | {r['num_labels']} | "
-                f"{r['embedding_dim']} | {r['scan_steps']} | {_fmt(r.get('jax_steps_per_sec'))} "
-                f"| {_fmt(r.get('jax_steps_per_sec_call1'))} | "
-                f"{_fmt(r.get('torch_steps_per_sec'))} | {_fmt(r.get('ratio'))}× | "
-                f"{_fmt(r.get('ratio_call1'))}× | {_fmt(r.get('mfu'), '.0%')} | "
-                f"{_fmt(_torch_mfu(r), '.0%')} | {_fmt(_ratio_bound(r))}× | "
-                f"{_fmt(r.get('flops_per_step', 0) / 1e9)} | "
-                f"{_fmt(r.get('compile_seconds'), '.1f')} / "
-                f"{_fmt(r.get('compile_seconds_scan'), '.1f')} | "
-                f"{_mb(r.get('xla_temp_bytes'))} | {_fmt(r.get('maxrss_mb'), '.0f')} | "
-                f"{_fmt(r.get('load_average_end'), '.1f')} |"
-            )
-        lines.append("")
-    seeds = [r for r in rows if r.get("group") == "seeds"]
-    if seeds:
-        lines += [
-            "## Many seeds: S vmapped seeds in one program vs S sequential single-seed runs",
-            "",
-            _machines_line(seeds),
-            "",
-            "| setting | S | single-seed steps/s | vmapped steps/s (S seeds each) | seed-steps/s "
-            "vmapped | seed-steps/s sequential | speedup | load |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in seeds:
-            if "error" in r:
-                lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 6)
-                continue
-            lines.append(
-                f"| {r['name']} | {r['num_seeds']} | {_fmt(r['single_seed_steps_per_sec'])} | "
-                f"{_fmt(r['vmapped_steps_per_sec'])} | {_fmt(r['vmapped_seed_steps_per_sec'])} "
-                f"| {_fmt(r['sequential_seed_steps_per_sec'])} | {_fmt(r['seeds_speedup'])}× | "
-                f"{_fmt(r.get('load_average_end'), '.1f')} |"
-            )
-        lines.append("")
-    devices = [r for r in rows if r.get("group") == "devices"]
-    if devices:
-        lines += [
-            "## Data parallelism over simulated devices",
-            "",
-            _machines_line(devices),
-            "",
-            "`XLA_FLAGS=--xla_force_host_platform_device_count=8`, `--config.num_devices=N`: the "
-            "batch is sharded over N CPU 'devices' that share the same cores, so this shows the "
-            "overhead of the sharded program, not a speed-up (real devices would each bring "
-            "their own compute).",
-            "",
-            "| setting | devices | jax steps/s | 1/call | compile s (1 / scan) | load |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in devices:
-            if "error" in r:
-                lines.append(f"| {r['name']} | error: {r['error']} |" + " |" * 4)
-                continue
-            lines.append(
-                f"| {r['name']} | {r['num_devices']} | {_fmt(r['jax_steps_per_sec'])} | "
-                f"{_fmt(r['jax_steps_per_sec_call1'])} | {_fmt(r['compile_seconds'], '.1f')} / "
-                f"{_fmt(r.get('compile_seconds_scan'), '.1f')} | "
-                f"{_fmt(r.get('load_average_end'), '.1f')} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
 
 
 def _read_rows(path: str) -> list[dict]:

@@ -169,6 +169,18 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # Model.
 
 
+# `CGMVAE`'s keyword arguments: the fields of the same name of `cgmvae_jax.models.CGMVAE`.
+MODEL_FIELDS = (
+    "embedding_dim",
+    "latent_dim",
+    "feature_hidden",
+    "label_hidden",
+    "decoder_hidden",
+    "dropout_rate",
+    "log_var_limit",
+)
+
+
 def _mlp(sizes: Sequence[int]) -> nn.ModuleList:
     """Linear layers `sizes[0] -> sizes[1] -> ...` with torch's default init."""
     return nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
@@ -348,52 +360,31 @@ def build(
     num_features: int,
     num_labels: int,
     *,
-    embedding_dim: int,
-    latent_dim: int = 64,
-    feature_hidden: Sequence[int] = (256, 512, 256),
-    label_hidden: Sequence[int] = (512, 256),
-    decoder_hidden: Sequence[int] = (512,),
-    dropout_rate: float = 0.5,
     lr: float = 1e-3,
     weight_decay: float = 1e-5,
-    log_var_limit: float | None = None,
     seed: int = 0,
     num_threads: int | None = None,
+    **model_kwargs,
 ) -> tuple[CGMVAE, torch.optim.Adam]:
     """Builds the model (training mode) and its Adam optimizer.
 
     Args:
         num_features: F.
         num_labels: L.
-        embedding_dim: E.
-        latent_dim: d.
-        feature_hidden: Feature-encoder hidden sizes.
-        label_hidden: Label-encoder hidden sizes.
-        decoder_hidden: Decoder hidden sizes.
-        dropout_rate: Drop probability.
         lr: Adam learning rate (constant; the benchmark does not need the schedule).
         weight_decay: Coupled L2 decay, `torch.optim.Adam(weight_decay=...)` (spec §1.5).
-        log_var_limit: See `CGMVAE`.
         seed: `torch.manual_seed` for the initialisation (the global torch RNG).
         num_threads: `torch.set_num_threads` (process-wide); None = the cores this process may
             use.
+        **model_kwargs: `CGMVAE`'s keyword arguments (`embedding_dim` is required; the names
+            are `MODEL_FIELDS`).
 
     Returns:
         `(model, optimizer)`.
     """
     torch.set_num_threads(num_threads or available_cores())
     torch.manual_seed(seed)
-    model = CGMVAE(
-        num_features,
-        num_labels,
-        embedding_dim=embedding_dim,
-        latent_dim=latent_dim,
-        feature_hidden=feature_hidden,
-        label_hidden=label_hidden,
-        decoder_hidden=decoder_hidden,
-        dropout_rate=dropout_rate,
-        log_var_limit=log_var_limit,
-    )
+    model = CGMVAE(num_features, num_labels, **model_kwargs)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     return model, optimizer

@@ -1,17 +1,16 @@
 """Tests for benchmarks/torch_reference.py (needs torch) and benchmarks/hardware.py (does not)."""
 
+import dataclasses
 import datetime
 import importlib.util
+import inspect
 import math
-import os
-import sys
 
 import numpy as np
 from absl.testing import absltest, parameterized
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-
-from benchmarks import hardware  # noqa: E402
+from benchmarks import hardware
+from tests import helpers
 
 _HAS_TORCH = importlib.util.find_spec("torch") is not None
 _NO_TORCH = "torch is not installed (pip install torch==2.13.0; see the `bench` extra)"
@@ -306,6 +305,22 @@ class TorchReferenceTest(parameterized.TestCase):
             torch_reference.total_loss(torch_reference.loss_terms(model(x, y), y)).backward()
         expected = torch_reference.matmul_flops_per_step(7, 6, 5, **_SMALL)
         self.assertEqual(counter.get_total_flops(), expected["total"])
+
+    def test_model_fields_are_the_flax_model_fields(self):
+        # step_throughput builds the reference from the flax model's fields of these names.
+        from cgmvae_jax import models
+
+        flax_fields = {f.name for f in dataclasses.fields(models.CGMVAE)}
+        self.assertContainsSubset(set(torch_reference.MODEL_FIELDS), flax_fields)
+        init = inspect.signature(torch_reference.CGMVAE.__init__).parameters
+        self.assertEqual(
+            set(torch_reference.MODEL_FIELDS),
+            {n for n, p in init.items() if p.kind == p.KEYWORD_ONLY},
+        )
+        flax_model = models.make_model(helpers.smoke_config(), 6, 5)
+        kwargs = {n: getattr(flax_model, n) for n in torch_reference.MODEL_FIELDS}
+        model, _ = torch_reference.build(6, 5, num_threads=1, **kwargs)
+        self.assertEqual(model.label_lookup.weight.shape[0], flax_model.embedding_dim)
 
     def test_compile_fallback_keeps_state(self):
         model, optimizer = self._model()

@@ -23,6 +23,7 @@ import ml_collections
 
 from cgmvae_jax.data import formats as data_formats
 from cgmvae_jax.data import loader as data_loader
+from cgmvae_jax.data import reading as data_reading
 
 default_data_dir = data_loader.default_data_dir
 
@@ -34,7 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Data.
     c.dataset = "synthetic"  # a name looked up in data_dir, a path, or "synthetic"
     c.data_dir = default_data_dir()
-    c.data_format = "auto"  # auto | npz | mpvae | arff | libsvm
+    c.data_format = "auto"  # auto | npz | mpvae | arff | libsvm | csv
     c.meta_offset = 0  # MPVAE .npy layout: leading non-label columns per row
     c.num_labels_arff = 0  # Mulan ARFF without XML: number of label attributes (0 = use XML)
     c.label_location = "end"  # ARFF/libsvm with num_labels_arff: labels are the last or first L
@@ -128,7 +129,7 @@ CHOICES = {
     "loss": ("bce", "asl", "asl+kmcl", "bce+clml", "asl+clml"),
     "data_format": data_formats.FORMATS,
     "split": ("predefined", "random"),
-    "label_location": data_formats.LABEL_LOCATIONS,
+    "label_location": data_reading.LABEL_LOCATIONS,
 }
 
 

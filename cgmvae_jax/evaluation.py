@@ -107,6 +107,14 @@ def seed_summary(per_seed: list[dict]) -> tuple[dict, dict]:
     return mean, std
 
 
+def _thresholds(scored: dict) -> dict:
+    """The validation-chosen thresholds of an `evaluate_protocols` result."""
+    return {
+        "val_tuned": float(scored["val_tuned_threshold"]),
+        "val_per_metric": dict(scored["val_per_metric_thresholds"]),
+    }
+
+
 def results(
     val_probs: np.ndarray,
     val_labels: np.ndarray,
@@ -121,9 +129,11 @@ def results(
     """The scores of results.json for probabilities [S, N, L] of the best parameters.
 
     Returns:
-      {"best_epoch", "val", "test", "val_tuned_threshold", "constant_baseline"} and, for
-      S > 1, the seed mean in "val"/"test" plus "val_std", "test_std", "best_epochs",
-      "seeds", "per_seed" and "ensemble" (the protocols applied to the mean probabilities).
+      {"best_epoch", "val", "test", "val_tuned_threshold", "val_per_metric_thresholds",
+      "best_epochs", "thresholds_per_seed", "constant_baseline"}: the top-level epoch and
+      thresholds are the first seed's, the lists hold every seed's. For S > 1 "val"/"test" are
+      the seed means, plus "val_std", "test_std", "seeds", "per_seed" and "ensemble" (the
+      protocols applied to the mean probabilities, with its own thresholds).
     """
     per_seed = [
         metrics.evaluate_protocols(v, val_labels, t, test_labels, threshold=threshold)
@@ -134,6 +144,9 @@ def results(
         "val": per_seed[0]["val"],
         "test": per_seed[0]["test"],
         "val_tuned_threshold": float(per_seed[0]["val_tuned_threshold"]),
+        "val_per_metric_thresholds": dict(per_seed[0]["val_per_metric_thresholds"]),
+        "best_epochs": [int(e) for e in best_epochs],
+        "thresholds_per_seed": [_thresholds(p) for p in per_seed],
     }
     # A constant predictor for scale: every row gets the training label frequencies.
     freq = train_labels.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -157,9 +170,8 @@ def results(
         test=mean_test,
         val_std=std_val,
         test_std=std_test,
-        best_epochs=[int(e) for e in best_epochs],
         seeds=[first_seed + i for i in range(len(per_seed))],
         per_seed=[{"val": p["val"], "test": p["test"]} for p in per_seed],
-        ensemble={"val": ensemble["val"], "test": ensemble["test"]},
+        ensemble={"val": ensemble["val"], "test": ensemble["test"], **_thresholds(ensemble)},
     )
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -114,7 +115,12 @@ class _Run:
 # The epoch loop.
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
     """Trains, selects the best epoch on validation, and writes `results.json`.
 
     Running again on the same workdir resumes from the latest checkpoint; a finished run
@@ -124,6 +130,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     Args:
       config: The run configuration (`config_lib.base_config()` fields).
       workdir: Output directory (created if needed).
+      on_epoch: Called after every epoch, once its checkpoint is saved, with the epoch's
+        metrics.jsonl record (e.g. to prune a hyper-parameter trial: an exception it raises
+        ends the run, which a later call resumes).
 
     Returns:
       The content of `results.json`.
@@ -136,7 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     try:
         lock.acquire()
         with workdir_lib.StopSignals() as stop:
-            return _train_and_evaluate(config, workdir, stop)
+            return _train_and_evaluate(config, workdir, stop, on_epoch)
     except BaseException:
         if created:
             workdir_lib.remove_if_unused(workdir)
@@ -145,7 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         lock.release()
 
 
-def _train_and_evaluate(config, workdir: str, stop: workdir_lib.StopSignals) -> dict:
+def _train_and_evaluate(config, workdir: str, stop, on_epoch) -> dict:
     run = _start(config, workdir, stop)
     if isinstance(run, dict):
         return run  # the results of a finished run
@@ -160,6 +169,8 @@ def _train_and_evaluate(config, workdir: str, stop: workdir_lib.StopSignals) -> 
             record = _epoch_record(run, epoch, seconds, step_metrics, score)
             _save_epoch(run, epoch, record, improved)
             _report(bar, record)
+            if on_epoch is not None:
+                on_epoch(record)
         if bar is not None:
             bar.close()
         return _write_results(run)
@@ -401,6 +412,7 @@ def _write_results(run: _Run) -> dict:
         "train_seconds": float(progress.train_seconds),
         "steps_per_sec": float(steps_per_sec),
         "val_tuned_threshold": scores.pop("val_tuned_threshold"),
+        "val_per_metric_thresholds": scores.pop("val_per_metric_thresholds"),
         "split": splits.description,
         "num_train": int(len(splits.train_x)),
         "num_val": int(len(splits.val_x)),

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cgmvae_jax import checkpoint, config_lib, data, train
+from cgmvae_jax import checkpoint, config_lib, data, metrics, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -62,16 +62,14 @@ def main(argv):
     test = results["test"]
     print(f"Results of {results['dataset']} (best epoch {results['best_epoch']}), test split:")
     keys = ("example_f1", "micro_f1", "macro_f1", "hamming_accuracy", "precision_at_1")
-    print(f"  {'protocol':<10}" + "".join(f"{k:>18}" for k in keys))
-    for protocol in ("fixed", "val_tuned", "official"):
-        print(f"  {protocol:<10}" + "".join(f"{test[protocol][k]:>18.4f}" for k in keys))
+    print(f"  {'protocol':<15}" + "".join(f"{k:>18}" for k in keys))
+    for protocol in metrics.PROTOCOLS:
+        print(f"  {protocol:<15}" + "".join(f"{test[protocol][k]:>18.4f}" for k in keys))
     print("  ('official' = best threshold per metric on the test split: optimistic)")
     constant = results["constant_baseline"]["test"]
     print(
         "Constant predictor (training label frequencies), test macro-F1: "
-        + ", ".join(
-            f"{p} {constant[p]['macro_f1']:.4f}" for p in ("fixed", "val_tuned", "official")
-        )
+        + ", ".join(f"{p} {constant[p]['macro_f1']:.4f}" for p in metrics.PROTOCOLS)
     )
     print(f"Written to {os.path.join(os.path.abspath(workdir), 'results.json')}")
     return 0

@@ -194,12 +194,20 @@ class TrainAndEvaluateTest(parameterized.TestCase):
             self.assertIn(key, results)
         self.assertEqual(results["dataset"], "synthetic")
         for split in ("val", "test"):
-            self.assertEqual(set(results[split]), {"fixed", "val_tuned", "official"})
+            self.assertEqual(
+                set(results[split]), {"fixed", "val_tuned", "val_per_metric", "official"}
+            )
             for protocol in results[split].values():
                 self.assertTrue(_METRIC_KEYS <= set(protocol))
                 for v in protocol.values():
                     self.assertTrue(0.0 <= v <= 1.0)
         self.assertIn(results["best_epoch"], range(self.config.num_epochs))
+        self.assertEqual(results["best_epochs"], [results["best_epoch"]])
+        (thresholds,) = results["thresholds_per_seed"]
+        self.assertEqual(thresholds["val_tuned"], results["val_tuned_threshold"])
+        self.assertEqual(thresholds["val_per_metric"], results["val_per_metric_thresholds"])
+        self.assertEqual(set(thresholds["val_per_metric"]), _METRIC_KEYS)
+        self.assertEqual(thresholds["val_per_metric"]["macro_f1"], thresholds["val_tuned"])
         self.assertGreater(results["steps_per_sec"], 0.0)
         # The optimistic protocol is never below the fixed threshold on the same split.
         for metric in ("example_f1", "micro_f1", "macro_f1"):

@@ -18,6 +18,7 @@ every check of a field's value (`validate`) is defined here once.
 
 import difflib
 import json
+import os
 
 import ml_collections
 
@@ -290,13 +291,33 @@ def validate_against_data(config: ml_collections.ConfigDict, splits) -> None:
             raise ValueError(f"The {name} split of {config.dataset} is empty.")
 
 
-def load_json_config(path: str) -> ml_collections.ConfigDict:
-    """Reads a run's `config.json` back into a ConfigDict on top of the current defaults."""
-    with open(path, encoding="utf-8") as f:
-        values = json.load(f)
+def with_absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` whose data_dir, and dataset when it is a path, are absolute.
+
+    What a run records in config.json, so that its workdir can be read from any directory.
+    """
+    config = config.copy_and_resolve_references()
+    config.data_dir = os.path.abspath(os.path.expanduser(str(config.data_dir)))
+    dataset = str(config.dataset)
+    if data_loader.looks_like_path(dataset) and "://" not in dataset:
+        config.dataset = os.path.abspath(os.path.expanduser(dataset))
+    return config
+
+
+def from_dict(values: dict) -> ml_collections.ConfigDict:
+    """A config from plain values (e.g. a config.json) on top of the current defaults.
+
+    Fields the current defaults do not have are ignored; lists become tuples where the default
+    is a tuple.
+    """
     config = base_config()
     for key, value in values.items():
         if key in config:
-            default = config[key]
-            config[key] = tuple(value) if isinstance(default, tuple) else value
+            config[key] = tuple(value) if isinstance(config[key], tuple) else value
     return config
+
+
+def load_json_config(path: str) -> ml_collections.ConfigDict:
+    """Reads a run's `config.json` back into a ConfigDict on top of the current defaults."""
+    with open(path, encoding="utf-8") as f:
+        return from_dict(json.load(f))

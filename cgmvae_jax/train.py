@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 
 from cgmvae_jax import checkpoint as checkpoint_lib
-from cgmvae_jax import config_lib, evaluation
+from cgmvae_jax import config_lib, evaluation, model_file
 from cgmvae_jax import data as data_lib
 from cgmvae_jax import trainer as trainer_lib
 from cgmvae_jax import workdir as workdir_lib
@@ -119,6 +119,7 @@ def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
     *,
+    dataset: data_lib.Dataset | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Trains, selects the best epoch on validation, and writes `results.json`.
@@ -130,6 +131,8 @@ def train_and_evaluate(
     Args:
       config: The run configuration (`config_lib.base_config()` fields).
       workdir: Output directory (created if needed).
+      dataset: Train on this in-memory data set (`data.from_arrays`) instead of loading
+        `config.dataset`; its split follows the config as a loaded one's would.
       on_epoch: Called after every epoch, once its checkpoint is saved, with the epoch's
         metrics.jsonl record (e.g. to prune a hyper-parameter trial: an exception it raises
         ends the run, which a later call resumes).
@@ -138,6 +141,7 @@ def train_and_evaluate(
       The content of `results.json`.
     """
     config_lib.validate(config)
+    config = config_lib.with_absolute_paths(config)
     workdir = os.path.abspath(workdir)
     created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -145,7 +149,7 @@ def train_and_evaluate(
     try:
         lock.acquire()
         with workdir_lib.StopSignals() as stop:
-            return _train_and_evaluate(config, workdir, stop, on_epoch)
+            return _train_and_evaluate(config, workdir, stop, dataset, on_epoch)
     except BaseException:
         if created:
             workdir_lib.remove_if_unused(workdir)
@@ -154,8 +158,8 @@ def train_and_evaluate(
         lock.release()
 
 
-def _train_and_evaluate(config, workdir: str, stop, on_epoch) -> dict:
-    run = _start(config, workdir, stop)
+def _train_and_evaluate(config, workdir: str, stop, dataset, on_epoch) -> dict:
+    run = _start(config, workdir, stop, dataset)
     if isinstance(run, dict):
         return run  # the results of a finished run
     with run.ckpt:
@@ -176,13 +180,13 @@ def _train_and_evaluate(config, workdir: str, stop, on_epoch) -> dict:
         return _write_results(run)
 
 
-def _start(config, workdir: str, stop) -> _Run | dict:
+def _start(config, workdir: str, stop, dataset) -> _Run | dict:
     """Loads the data, builds the trainer and restores the latest checkpoint, if any.
 
     Returns the finished run's results instead when there is nothing left to train.
     """
     workdir_lib.check_config_compatible(workdir, config)
-    dataset, splits = data_lib.load_from_config(config)
+    dataset, splits = data_lib.load_from_config(config, dataset)
     config_lib.validate_against_data(config, splits)
     workdir_lib.write_json_atomic(
         os.path.join(workdir, "config.json"), workdir_lib.config_dict(config)
@@ -423,9 +427,32 @@ def _write_results(run: _Run) -> dict:
         results["skipped_steps"] = int(progress.skipped_steps)
     results.update(scores)
     run.ckpt.wait()
+    _write_model(run, results)  # before results.json, which marks the run finished
     workdir_lib.write_json_atomic(run.results_path, results)
     logging.info("Results written to %s", run.results_path)
     return results
+
+
+def _write_model(run: _Run, results: dict) -> None:
+    """The self-contained model record, `WORKDIR/model/` (`cgmvae_jax.load(workdir)`)."""
+    path = os.path.join(run.workdir, "model")
+    description = model_file.describe(
+        results,
+        label_names=run.dataset.label_names,
+        num_features=run.trainer.num_features,
+        num_labels=run.trainer.num_labels,
+        config=results["config"],
+    )
+    try:
+        model_file.write(
+            path,
+            description,
+            jax.device_get(run.best_params),
+            run.splits.feature_mean,
+            run.splits.feature_std,
+        )
+    except OSError as e:
+        raise workdir_lib.output_error(path, e) from e
 
 
 def load_best(workdir: str, config: ml_collections.ConfigDict | None = None):

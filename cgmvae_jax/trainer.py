@@ -251,6 +251,39 @@ def predict_probs(apply_fn: Callable, params, x: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(logits.astype(jnp.float32))
 
 
+def predict_in_batches(
+    fn: Callable, params, x, batch_size: int, prepare: Callable | None = None
+) -> np.ndarray:
+    """`fn(params, x_batch) -> [S, n, L]` over x [N, F] in batches of `batch_size` rows.
+
+    Every batch but a last short one has `batch_size` rows, and the short one is padded to it
+    (unless N <= batch_size), so `fn` compiles at most once per data set size.
+
+    Args:
+      fn: The compiled prediction of all seeds.
+      params: Parameters with a leading seed axis.
+      x: Features, anything whose row slices `prepare` turns into float32 [n, F] arrays
+        (numpy by default; e.g. a scipy.sparse matrix with a densifying `prepare`).
+      batch_size: Rows per call.
+      prepare: Maps a row slice of `x` to the float32 array passed to `fn`.
+
+    Returns:
+      float32 [S, N, L] on the host.
+    """
+    n = x.shape[0]
+    out = []
+    for start in range(0, n, batch_size):
+        chunk = x[start : start + batch_size]
+        if prepare is not None:
+            chunk = prepare(chunk)
+        m = chunk.shape[0]
+        if m < batch_size and n > batch_size:
+            pad = np.zeros((batch_size - m,) + chunk.shape[1:], chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        out.append(np.asarray(fn(params, jnp.asarray(chunk)))[:, :m])
+    return np.concatenate(out, axis=1)
+
+
 # --------------------------------------------------------------------------------------------
 # Keys.
 
@@ -393,16 +426,7 @@ class Trainer:
 
     def predict(self, params, x: np.ndarray) -> np.ndarray:
         """Probabilities [S, N, L] for features [N, F], in fixed-size batches (no recompiles)."""
-        bs = int(self.config.eval_batch_size)
-        n = x.shape[0]
-        out = []
-        for start in range(0, n, bs):
-            chunk = x[start : start + bs]
-            m = chunk.shape[0]
-            if m < bs and n > bs:
-                chunk = np.concatenate([chunk, np.zeros((bs - m,) + chunk.shape[1:], chunk.dtype)])
-            out.append(np.asarray(self._predict(params, jnp.asarray(chunk)))[:, :m])
-        return np.concatenate(out, axis=1)
+        return predict_in_batches(self._predict, params, x, int(self.config.eval_batch_size))
 
     def select(self, improved: np.ndarray, new, old):
         """Per seed, `new` where `improved` else `old` (stacked pytrees)."""

@@ -25,7 +25,7 @@ from cgmvae_jax.data.dataset import (
 )
 from cgmvae_jax.data.fetching import REGISTRY, ChecksumError, FetchError, fetch
 from cgmvae_jax.data.formats import FORMATS, detect_format
-from cgmvae_jax.data.loader import default_data_dir, load_dataset, load_from_config
+from cgmvae_jax.data.loader import default_data_dir, from_arrays, load_dataset, load_from_config
 from cgmvae_jax.data.splits import Splits, make_splits
 from cgmvae_jax.data.synthetic import synthetic_dataset
 
@@ -45,6 +45,7 @@ __all__ = [
     "default_data_dir",
     "detect_format",
     "fetch",
+    "from_arrays",
     "load_dataset",
     "load_from_config",
     "make_splits",

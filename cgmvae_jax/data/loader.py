@@ -10,6 +10,8 @@ import dataclasses
 import difflib
 import os
 
+import numpy as np
+
 from cgmvae_jax.data import dataset as dataset_lib
 from cgmvae_jax.data import fetching as fetch_lib
 from cgmvae_jax.data import formats, mpvae, reading, synthetic, validation
@@ -28,7 +30,7 @@ def default_data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV) or "./data"
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     return (
         os.sep in text
         or (os.altsep is not None and os.altsep in text)
@@ -40,7 +42,7 @@ def _looks_like_path(text: str) -> bool:
 def resolve(name_or_path, data_dir=None) -> tuple[str | None, list[str]]:
     """Returns (existing path or None, the paths that were looked for)."""
     text = os.path.expanduser(os.fspath(name_or_path))
-    if _looks_like_path(text) or fetch_lib.is_url(text):
+    if looks_like_path(text) or fetch_lib.is_url(text):
         return (text if os.path.exists(text) else None), [text]
     directory = os.path.expanduser(os.fspath(data_dir or default_data_dir()))
     candidates = [
@@ -95,7 +97,7 @@ def _not_found(name: str, searched, data_dir=None) -> dataset_lib.DatasetNotFoun
         f"Where to get it: {fetch_lib.where_to_get(reading.file_stem(name))}.\n"
         f"To try the code without any data: {DEMO_COMMAND}"
     )
-    if _looks_like_path(name) or fetch_lib.is_url(name):
+    if looks_like_path(name) or fetch_lib.is_url(name):
         folder = os.path.dirname(os.path.expanduser(name)) or "."
         if fetch_lib.is_url(name):
             hint = " A URL is downloaded by cgmvae_jax.data.fetch (or --config.fetch=True)."
@@ -183,7 +185,7 @@ def load_dataset(
     name = os.fspath(name_or_path)
     if path is None:
         raise _not_found(name, searched, data_dir)
-    looked_up = None if _looks_like_path(name) else name
+    looked_up = None if looks_like_path(name) else name
     ds = formats.read_path(path, format=format, name=looked_up, options=options)
     if ds.num_examples == 0:
         raise ValueError(f"{ds.source}: the data set has no rows (empty or truncated file).")
@@ -192,8 +194,74 @@ def load_dataset(
     return ds
 
 
-def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
-    """Loads `config.dataset` and splits it as the config says.
+def dense_rows(x, name: str) -> np.ndarray:
+    """`x` as a 2-D float32 array: numpy-like, or a scipy.sparse matrix (densified)."""
+    if hasattr(x, "toarray") and hasattr(x, "tocsr"):  # scipy.sparse, without importing scipy
+        x = x.toarray()
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D [n, F] array; got shape {x.shape}.")
+    return x
+
+
+def from_arrays(
+    x, y, *, x_val=None, y_val=None, label_names=None, name: str = "arrays"
+) -> dataset_lib.Dataset:
+    """A Dataset of in-memory arrays, with `x_val`/`y_val` as its predefined validation split.
+
+    Args:
+      x: Features [n, F]: numpy-like, or a scipy.sparse matrix (densified).
+      y: Labels [n, L], each 0 or 1.
+      x_val, y_val: Optional validation rows (both or neither). Without them the data have no
+        predefined split (`make_splits` draws train/validation/test); with them x, y are the
+        training part (a test part, used only for the results, is carved from it).
+      label_names: L names (default `label_j`).
+      name: The data set's name.
+
+    Raises:
+      ValueError: bad shapes, a NaN/inf feature or a label that is not 0/1, naming the
+        argument, the row and the column.
+    """
+    if (x_val is None) != (y_val is None):
+        raise ValueError("Give both x_val and y_val, or neither.")
+    parts = [("x", "y", x, y)]
+    if x_val is not None:
+        parts.append(("x_val", "y_val", x_val, y_val))
+    xs, ys = [], []
+    for x_name, y_name, xp, yp in parts:
+        xp = validation.check_features(dense_rows(xp, x_name), source=x_name)
+        yp = validation.check_labels(dense_rows(yp, y_name), source=y_name)
+        if xp.shape[0] != yp.shape[0]:
+            raise ValueError(
+                f"{x_name} has {xp.shape[0]} rows but {y_name} has {yp.shape[0]}; they must "
+                "have one row per example."
+            )
+        xs.append(xp)
+        ys.append(yp)
+    if len(xs) == 2 and (xs[1].shape[1], ys[1].shape[1]) != (xs[0].shape[1], ys[0].shape[1]):
+        raise ValueError(
+            f"x_val, y_val have {xs[1].shape[1]} features and {ys[1].shape[1]} labels; x, y "
+            f"have {xs[0].shape[1]} and {ys[0].shape[1]}."
+        )
+    split = None
+    if len(xs) == 2:
+        split = np.concatenate(
+            [np.full(len(xs[0]), dataset_lib.TRAIN), np.full(len(xs[1]), dataset_lib.VALIDATION)]
+        ).astype(np.int8)
+    return reading.checked_dataset(
+        np.concatenate(xs),
+        np.concatenate(ys),
+        source=name,
+        label_names=label_names,
+        split=split,
+        name=name,
+    )
+
+
+def load_from_config(
+    config, dataset: dataset_lib.Dataset | None = None
+) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
+    """Loads `config.dataset` (or takes `dataset`) and splits it as the config says.
 
     Uses config.dataset, data_dir, data_format, meta_offset, num_labels_arff (the label count
     for ARFF without XML, MPVAE, libsvm and CSV files), label_location (optional, default
@@ -209,7 +277,9 @@ def load_from_config(config) -> tuple[dataset_lib.Dataset, splits_lib.Splits]:
     """
     split_seed = int(config.get("split_seed", 1))
     name = str(config.dataset)
-    if name == "synthetic":
+    if dataset is not None:
+        ds = dataset
+    elif name == "synthetic":
         ds = synthetic.synthetic_dataset(
             int(config.synthetic_examples),
             int(config.synthetic_features),

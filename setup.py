@@ -35,9 +35,11 @@ setuptools.setup(
             "pytest-xdist>=3",
             "scikit-learn>=1.2",
             "ruff>=0.6",
+            "tensorboardX>=2.6",
         ],
         "arff": [],  # liac-arff is a core dependency; the extra stays for old install lines
         "bench": ["torch>=2.1,<2.15"],
+        "tensorboard": ["tensorboardX>=2.6"],
         "plot": ["matplotlib>=3.7", "scipy>=1.10"],
     },
     license="Apache-2.0",

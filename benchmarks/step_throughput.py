@@ -826,8 +826,23 @@ def sweep() -> None:
 DEFAULT_GROUPS = ("configs", "labels", "batch", "dtype", "seeds", "devices")
 
 
+def _require_torch() -> None:
+    """Exits with the install line when PyTorch modes are asked for and torch is missing."""
+    if not [m for m in _TORCH.value if m != "none"]:
+        return
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        sys.exit(
+            "error: the PyTorch side of the benchmark needs torch, which is not installed. "
+            'Install it with: pip install torch==2.13.0 && pip install -e ".[bench]" '
+            "(a CPU build), or pass --torch=none to time the JAX program alone."
+        )
+
+
 def main(argv) -> None:
     del argv
+    _require_torch()  # before anything compiles
     config = _CONFIG.value
     if config is None:
         sweep()

@@ -14,6 +14,7 @@ any training workdir.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import os
 import tempfile
@@ -23,7 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from cgmvae_jax import checkpoint, config_lib, model_file, models, train, trainer
+from cgmvae_jax import checkpoint, config_lib, metrics, model_file, models, train, trainer
 from cgmvae_jax import data as data_lib
 
 
@@ -110,6 +111,48 @@ class Model:
         return model_file.write(
             path, self.description, self.params, self.feature_mean, self.feature_std
         )
+
+
+def score_split(model: Model, split: str) -> tuple[dict, np.ndarray]:
+    """Scores `model` on a split of its training data set under every threshold protocol.
+
+    The data set is read again from the path in the model's config (the model record holds
+    no data), split as in training; models trained with `fit` on arrays cannot be scored here.
+
+    Returns:
+      ({protocol: {metric: value}}, probabilities [N, L] of the split): `fixed` at the
+      config's threshold, `val_tuned` and `val_per_metric` at the thresholds chosen on
+      validation in training, `official` (the best threshold per metric on this split:
+      optimistic).
+    """
+    if model.config.dataset == "arrays":
+        raise ValueError("This model was trained on arrays (fit); score it with your own data.")
+    dataset, splits = data_lib.load_from_config(model.config)
+    index = getattr(splits, f"{split}_index")
+    probs = model.predict_proba(dataset.x[index])
+    labels = dataset.y[index]
+    scores = {
+        "fixed": metrics.fixed_protocol(probs, labels, float(model.config.threshold)),
+        "val_tuned": metrics.multilabel_metrics(probs, labels, model.threshold),
+        "val_per_metric": metrics.per_metric_protocol(
+            probs, labels, model.description["per_metric_thresholds"]
+        ),
+        "official": metrics.official_protocol(probs, labels),
+    }
+    return scores, probs
+
+
+def write_predictions(path: str, probs: np.ndarray, label_names, threshold: float, top_k: int):
+    """A CSV of one row per example: predicted labels, the top-k labels, every probability."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "predicted_labels", f"top_{top_k}"] + [f"p_{n}" for n in label_names])
+        for i, p in enumerate(probs):
+            predicted = " ".join(label_names[j] for j in np.nonzero(p >= threshold)[0])
+            top = " ".join(label_names[j] for j in order[i])
+            w.writerow([i, predicted, top] + [f"{v:.6f}" for v in p])
 
 
 def _check_finite(x) -> None:

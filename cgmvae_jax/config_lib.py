@@ -116,6 +116,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 2  # latest checkpoints kept (the best one is kept apart)
     c.allow_config_change = False  # resume a workdir whose config differs
     c.progress = True  # tqdm progress bar per epoch
+    c.tensorboard = True  # event files in WORKDIR/tensorboard/ (needs the tensorboard extra)
     return c
 
 

@@ -45,18 +45,20 @@ def _import_scipy(feature: str):
     return scipy
 
 
-def _import_pyplot():
+def _new_figure(ncols: int, figsize: tuple[float, float]):
+    """A figure and its axes, made without pyplot: the caller's backend is left alone.
+
+    Plots are written to files; a notebook's `plt.show()` keeps working as before.
+    """
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
             "Plotting needs matplotlib, which is not installed. Install the plotting extra: "
             f"{_PLOT_EXTRA} (or pip install matplotlib)."
         ) from e
-    matplotlib.use("Agg", force=True)  # files only; no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(1, ncols)
 
 
 def _square(matrix, name: str) -> np.ndarray:
@@ -283,7 +285,6 @@ def plot_similarity_heatmaps(
     order = cluster_order(sim) if order is None else np.asarray(order, dtype=np.int64)
     if sorted(order.tolist()) != list(range(num_labels)):
         raise ValueError("order must be a permutation of range(L).")
-    plt = _import_pyplot()
     import matplotlib
 
     step = _tick_step(num_labels)
@@ -291,7 +292,7 @@ def plot_similarity_heatmaps(
     tick_names = [names[order[i]] for i in ticks]
     side = float(np.clip(0.16 * len(ticks) + 3.0, 5.0, 14.0))  # inches per panel
     fontsize = float(np.clip(220.0 / max(len(ticks), 1), 5.0, 10.0))
-    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 2.5, side + 1.0), constrained_layout=True)
+    fig, axes = _new_figure(2, (2 * side + 2.5, side + 1.0))
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.8")  # grey diagonal
     for ax, matrix, title in zip(axes, (sim, cooc), titles, strict=True):
         shown = matrix[np.ix_(order, order)]
@@ -309,7 +310,7 @@ def plot_similarity_heatmaps(
         fig.colorbar(image, ax=ax, shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle)
-    _save(fig, path, plt)
+    _save(fig, path)
     return path
 
 
@@ -359,7 +360,6 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
     records = read_metrics(metrics_jsonl_path)
     if not records:
         raise ValueError(f"{metrics_jsonl_path} holds no epoch record (has the run started?).")
-    plt = _import_pyplot()
     epochs = np.array([r.get("epoch", i) for i, r in enumerate(records)])
 
     def series(key):
@@ -373,7 +373,7 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
         and k not in ("train_loss", "train_grad_norm")
         and isinstance(records[-1].get(k, 0.0), (int, float))
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), constrained_layout=True)
+    fig, axes = _new_figure(3, (17, 4.8))
     ax = axes[0]
     if "train_loss" in keys:
         ax.plot(epochs, series("train_loss"), color="black", linewidth=2, label="loss (total)")
@@ -410,15 +410,14 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
         twin.set_ylabel("gradient norm (epoch mean)", color="tab:red")
     if title:
         fig.suptitle(title)
-    _save(fig, path, plt)
+    _save(fig, path)
     return path
 
 
-def _save(fig, path: str, plt) -> None:
+def _save(fig, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------

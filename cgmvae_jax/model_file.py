@@ -43,10 +43,12 @@ def describe(
     """The description of a trained model, from its run's results.json content.
 
     The default threshold of `predict` is the validation-tuned threshold of what
-    `predict_proba` returns: the seed ensemble's when there are several seeds.
+    `predict_proba` returns: the seed ensemble's when there are several seeds; likewise the
+    per-metric thresholds of the `val_per_metric` protocol.
     """
     ensemble = results.get("ensemble")
     threshold = ensemble["val_tuned"] if ensemble else results["val_tuned_threshold"]
+    per_metric = ensemble["val_per_metric"] if ensemble else results["val_per_metric_thresholds"]
     return {
         "dataset": results["dataset"],
         "num_features": int(num_features),
@@ -55,6 +57,7 @@ def describe(
         "num_seeds": len(results["best_epochs"]),
         "best_epochs": results["best_epochs"],
         "threshold": float(threshold),
+        "per_metric_thresholds": dict(per_metric),
         "thresholds_per_seed": results["thresholds_per_seed"],
         "config": config,
     }

@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 
 from cgmvae_jax import checkpoint as checkpoint_lib
-from cgmvae_jax import config_lib, evaluation, model_file
+from cgmvae_jax import config_lib, evaluation, model_file, writers
 from cgmvae_jax import data as data_lib
 from cgmvae_jax import trainer as trainer_lib
 from cgmvae_jax import workdir as workdir_lib
@@ -162,22 +162,32 @@ def _train_and_evaluate(config, workdir: str, stop, dataset, on_epoch) -> dict:
     run = _start(config, workdir, stop, dataset)
     if isinstance(run, dict):
         return run  # the results of a finished run
+    events = writers.EventWriter(
+        workdir,
+        enabled=bool(config.tensorboard),
+        first_epoch=run.first_epoch,
+        first_seed=int(config.seed),
+    )
     with run.ckpt:
-        bar = _progress_bar(config, run.first_epoch)
-        for epoch in range(run.first_epoch, int(config.num_epochs)):
-            t0 = time.perf_counter()
-            step_metrics = _train_epoch(run, epoch)
-            seconds = time.perf_counter() - t0
-            _check_finite_steps(run, epoch, step_metrics)
-            score, improved = _validate(run, epoch)
-            record = _epoch_record(run, epoch, seconds, step_metrics, score)
-            _save_epoch(run, epoch, record, improved)
-            _report(bar, record)
-            if on_epoch is not None:
-                on_epoch(record)
-        if bar is not None:
-            bar.close()
-        return _write_results(run)
+        try:
+            bar = _progress_bar(config, run.first_epoch)
+            for epoch in range(run.first_epoch, int(config.num_epochs)):
+                t0 = time.perf_counter()
+                step_metrics = _train_epoch(run, epoch)
+                seconds = time.perf_counter() - t0
+                _check_finite_steps(run, epoch, step_metrics)
+                score, improved = _validate(run, epoch)
+                record = _epoch_record(run, epoch, seconds, step_metrics, score)
+                _save_epoch(run, epoch, record, improved)
+                events.write(record)
+                _report(bar, record)
+                if on_epoch is not None:
+                    on_epoch(record)
+            if bar is not None:
+                bar.close()
+            return _write_results(run)
+        finally:
+            events.close()
 
 
 def _start(config, workdir: str, stop, dataset) -> _Run | dict:

@@ -11,11 +11,9 @@ from benchmarks.reproduction import grids
 def plot_fraction(rows: list[dict], path: str, *, protocol: str = "val_tuned") -> str:
     """Macro-F1 against the train fraction: one panel per data set, one line per variant."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
     except ImportError as e:
         raise ImportError('The fraction plot needs matplotlib: pip install -e ".[plot]".') from e
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
     grid = grids.GRIDS["fraction"]
     points = collections.defaultdict(list)  # (dataset, variant) -> [(fraction, mean, std)]
@@ -32,9 +30,8 @@ def plot_fraction(rows: list[dict], path: str, *, protocol: str = "val_tuned") -
     datasets = [d for d in grid.datasets if any(k[0] == d for k in points)]
     if not datasets:
         raise ValueError("No macro-F1 rows of the fraction grid to plot.")
-    fig, axes = plt.subplots(
-        1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False, constrained_layout=True
-    )
+    fig = Figure(figsize=(5.5 * len(datasets), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(datasets), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         for variant in grid.variants:
             series = sorted(points.get((dataset, variant), []))
@@ -52,5 +49,4 @@ def plot_fraction(rows: list[dict], path: str, *, protocol: str = "val_tuned") -
         ax.legend(fontsize=8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -25,7 +25,13 @@ from cgmvae_jax.data.dataset import (
 )
 from cgmvae_jax.data.fetching import REGISTRY, ChecksumError, FetchError, fetch
 from cgmvae_jax.data.formats import FORMATS, detect_format
-from cgmvae_jax.data.loader import default_data_dir, from_arrays, load_dataset, load_from_config
+from cgmvae_jax.data.loader import (
+    default_data_dir,
+    from_arrays,
+    load_dataset,
+    load_from_config,
+    read_features,
+)
 from cgmvae_jax.data.splits import Splits, make_splits
 from cgmvae_jax.data.synthetic import synthetic_dataset
 
@@ -49,6 +55,7 @@ __all__ = [
     "load_dataset",
     "load_from_config",
     "make_splits",
+    "read_features",
     "save_npz",
     "summarize",
     "summary_table",

@@ -6,6 +6,7 @@ files), `{data_dir}/{name}.arff`, `{data_dir}/{name}.csv` and `{data_dir}/{name}
 Anything with a path separator or a data-file extension is taken as a path.
 """
 
+import csv
 import dataclasses
 import difflib
 import os
@@ -202,6 +203,70 @@ def dense_rows(x, name: str) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D [n, F] array; got shape {x.shape}.")
     return x
+
+
+def read_features(path: str, num_features: int) -> np.ndarray:
+    """Features [N, F] of new rows from .npy, .npz (array X), or .csv/.tsv (optional header).
+
+    Raises:
+      ValueError: an unknown extension, a cell that is not a number, a row of the wrong
+        length, NaN/inf, or F other than `num_features`, naming the file and its line or row.
+      FileNotFoundError: no such file.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such features file.")
+    lower = path.lower()
+    if lower.endswith(".npy"):
+        x = np.load(path, allow_pickle=False)
+    elif lower.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as f:
+            if "X" not in f.files:
+                raise ValueError(f"{path}: an .npz features file needs an array named X.")
+            x = f["X"]
+    elif lower.endswith((".csv", ".tsv")):
+        x = _read_number_table(path, "\t" if lower.endswith(".tsv") else ",")
+    else:
+        raise ValueError(f"{path}: unknown features format; use .npy, .npz (X), .csv or .tsv.")
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != num_features:
+        raise ValueError(
+            f"{path}: features have shape {x.shape}; the model expects [N, {num_features}]."
+        )
+    return validation.check_features(x, source=path)
+
+
+def _read_number_table(path: str, delimiter: str) -> np.ndarray:
+    """Rows of numbers; a first line that is not all numbers is taken as a header."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for line_number, cells in enumerate(csv.reader(f, delimiter=delimiter), start=1):
+            if not cells:
+                continue
+            try:
+                rows.append([float(c) for c in cells])
+            except ValueError:
+                if line_number == 1:
+                    continue  # a header
+                bad = next(i for i, c in enumerate(cells) if not _is_number(c))
+                raise ValueError(
+                    f"{path}: line {line_number}, column {bad + 1}: {cells[bad]!r} is not a number."
+                ) from None
+            if len(rows[-1]) != len(rows[0]):
+                raise ValueError(
+                    f"{path}: line {line_number} has {len(cells)} values, the first row "
+                    f"{len(rows[0])}."
+                )
+    if not rows:
+        raise ValueError(f"{path}: no rows of numbers.")
+    return np.asarray(rows, np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def from_arrays(

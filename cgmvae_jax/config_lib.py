@@ -114,6 +114,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Runtime.
     c.num_devices = 0  # data-parallel devices; 0 = all visible devices, 1 = no mesh
     c.keep_checkpoints = 2  # latest checkpoints kept (the best one is kept apart)
+    # Checkpoint after an epoch when this many seconds passed since the last one (0 = every
+    # epoch); always after the last epoch and when stopped by a signal.
+    c.checkpoint_every_secs = 30.0
+    c.compilation_cache = True  # reuse compiled programs across runs (XLA cache on disk)
     c.allow_config_change = False  # resume a workdir whose config differs
     c.progress = True  # tqdm progress bar per epoch
     c.tensorboard = True  # event files in WORKDIR/tensorboard/ (needs the tensorboard extra)
@@ -274,6 +278,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bad("num_devices", "must be >= 0 (0 = all visible devices)")
     if float(config.device_data_limit_mb) < 0:
         bad("device_data_limit_mb", "must be >= 0")
+    if float(config.checkpoint_every_secs) < 0:
+        bad("checkpoint_every_secs", "must be >= 0 (0 = after every epoch)")
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 

@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 
 from cgmvae_jax import checkpoint as checkpoint_lib
-from cgmvae_jax import config_lib, evaluation, model_file, writers
+from cgmvae_jax import compilation, config_lib, evaluation, model_file, writers
 from cgmvae_jax import data as data_lib
 from cgmvae_jax import trainer as trainer_lib
 from cgmvae_jax import workdir as workdir_lib
@@ -79,11 +79,6 @@ class Progress:
         rest = {k: v for k, v in saved.items() if k not in fields}
         return cls(selection=selection, **rest)
 
-    def latest_text(self) -> str:
-        if self.epoch < 0:
-            return "no checkpoint was written yet"
-        return f"the latest checkpoint holds epoch {self.epoch}"
-
 
 @dataclasses.dataclass
 class _Run:
@@ -101,6 +96,15 @@ class _Run:
     progress: Progress
     feed: trainer_lib.Feed | None = None
     first_epoch: int = 0
+    compile_seconds_at_start: float = 0.0
+    last_save: float = dataclasses.field(default_factory=time.monotonic)
+    best_unsaved: bool = False  # a seed improved since the last checkpoint
+    saved_epoch: int = -1  # the epoch of the latest checkpoint on disk
+
+    def latest_text(self) -> str:
+        if self.saved_epoch < 0:
+            return "no checkpoint was written yet"
+        return f"the latest checkpoint holds epoch {self.saved_epoch}"
 
     @property
     def metrics_path(self) -> str:
@@ -142,6 +146,8 @@ def train_and_evaluate(
     """
     config_lib.validate(config)
     config = config_lib.with_absolute_paths(config)
+    if config.compilation_cache:
+        compilation.enable_cache()
     workdir = os.path.abspath(workdir)
     created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -195,6 +201,7 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
 
     Returns the finished run's results instead when there is nothing left to train.
     """
+    compile_seconds = compilation.compile_seconds()
     workdir_lib.check_config_compatible(workdir, config)
     dataset, splits = data_lib.load_from_config(config, dataset)
     config_lib.validate_against_data(config, splits)
@@ -224,6 +231,7 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
         state=state,
         best_params=jax.tree.map(jnp.copy, state.params),  # own buffers: the state is donated
         progress=Progress(-1, evaluation.Selection.start(trainer.num_seeds, config.threshold)),
+        compile_seconds_at_start=compile_seconds,
     )
     try:
         restored = run.ckpt.restore_latest(run.state, run.best_params)
@@ -245,6 +253,7 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
     except BaseException:
         run.ckpt.close()
         raise
+    run.saved_epoch = run.progress.epoch
     run.first_epoch = run.progress.epoch + 1
     return run
 
@@ -282,7 +291,7 @@ def _check_finite_steps(run: _Run, epoch: int, step_metrics: dict[str, np.ndarra
         raise NonFiniteError(
             f"Non-finite value at step {step} (epoch {epoch}, seed "
             f"{int(run.config.seed) + seed_i}): {what} is NaN/inf ({terms}). The update "
-            f"was not applied; {run.progress.latest_text()}. Lower "
+            f"was not applied; {run.latest_text()}. Lower "
             "--config.learning_rate, check the features for huge values "
             "(--config.standardize=True), or pass --config.skip_nonfinite=True."
         )
@@ -298,7 +307,7 @@ def _predict(run: _Run, params, split: str, epoch: int) -> np.ndarray:
             probs, "validation" if split == "val" else split, epoch, int(run.config.seed)
         )
     except NonFiniteError as e:
-        raise NonFiniteError(f"{e} {run.progress.latest_text().capitalize()}.") from None
+        raise NonFiniteError(f"{e} {run.latest_text().capitalize()}.") from None
     return probs
 
 
@@ -343,17 +352,26 @@ def _epoch_record(run: _Run, epoch: int, seconds: float, step_metrics, score) ->
 
 
 def _save_epoch(run: _Run, epoch: int, record: dict, improved: np.ndarray) -> None:
-    """Appends the metrics line, then writes the best and latest checkpoints.
+    """Appends the metrics line; checkpoints when due (`config.checkpoint_every_secs`).
 
-    The metrics line goes first: a checkpointed epoch always has its line, and a resumed run
-    drops the lines of epochs after its checkpoint. Best before latest: a kill between the
-    two leaves a latest checkpoint whose best_params agree with the best directory.
+    A checkpoint is written after the last epoch, after a stop signal, and otherwise when the
+    last one is that many seconds old (0: every epoch). The metrics line goes first: a
+    checkpointed epoch always has its line, and a resumed run drops the lines of epochs after
+    its checkpoint. Best before latest: a kill between the two leaves a latest checkpoint
+    whose best_params agree with the best directory.
     """
     workdir_lib.append_jsonl(run.metrics_path, record)
-    if improved.any():
-        run.ckpt.save_best(epoch, run.best_params, dataclasses.asdict(run.progress.selection))
-    run.ckpt.save_latest(epoch, run.state, run.best_params, run.progress.to_json())
-    if epoch + 1 < int(run.config.num_epochs):
+    run.best_unsaved |= bool(improved.any())
+    last = epoch + 1 >= int(run.config.num_epochs)
+    elapsed = time.monotonic() - run.last_save
+    if last or run.stop.received or elapsed >= float(run.config.checkpoint_every_secs):
+        if run.best_unsaved:
+            run.ckpt.save_best(epoch, run.best_params, dataclasses.asdict(run.progress.selection))
+            run.best_unsaved = False
+        run.ckpt.save_latest(epoch, run.state, run.best_params, run.progress.to_json())
+        run.last_save = time.monotonic()
+        run.saved_epoch = epoch
+    if not last:
         _check_stop(run, mid_epoch=False)
 
 
@@ -364,7 +382,7 @@ def _check_stop(run: _Run, mid_epoch: bool) -> None:
     run.ckpt.wait()
     where = f"the partial epoch {run.progress.epoch + 1} was discarded; " if mid_epoch else ""
     raise TrainingInterrupted(
-        f"Stopped by {run.stop.received}: {where}{run.progress.latest_text()}. Run the same "
+        f"Stopped by {run.stop.received}: {where}{run.latest_text()}. Run the same "
         "command again to resume."
     )
 
@@ -425,6 +443,7 @@ def _write_results(run: _Run) -> dict:
         "test": scores.pop("test"),
         "train_seconds": float(progress.train_seconds),
         "steps_per_sec": float(steps_per_sec),
+        "compile_seconds": compilation.compile_seconds() - run.compile_seconds_at_start,
         "val_tuned_threshold": scores.pop("val_tuned_threshold"),
         "val_per_metric_thresholds": scores.pop("val_per_metric_thresholds"),
         "split": splits.description,

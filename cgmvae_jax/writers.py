@@ -75,6 +75,14 @@ class EventWriter:
                 self._writer.add_scalar(tag_of(key), float(value), epoch)
 
     def close(self) -> None:
+        """Flushes and closes the event file; a failed write (full disk) is only logged.
+
+        The event files are a view of metrics.jsonl, so losing their tail never stops a run
+        or hides the error that ended it.
+        """
         if self._writer is not None:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError as e:
+                logging.warning("TensorBoard event file not completed: %s", e.strerror or e)
             self._writer = None

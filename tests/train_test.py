@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from cgmvae_jax import config_lib, metrics, train
+from cgmvae_jax import api, config_lib, metrics, train
 from cgmvae_jax import trainer as trainer_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -256,11 +256,6 @@ class TrainAndEvaluateTest(parameterized.TestCase):
         self.assertEqual(trainer._epoch_indices._cache_size(), 1)
 
     def test_load_best_scores_and_writes_predictions_csv(self):
-        spec = importlib.util.spec_from_file_location(
-            "evaluate_launcher", os.path.join(_REPO, "launch/evaluate.py")
-        )
-        launcher = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(launcher)
         trainer, params, splits, dataset, info = train.load_best(self.workdir)
         self.assertEqual(info["best_epoch"], [self.results["best_epoch"]])
         probs = trainer.predict(params, splits.test_x)[0]
@@ -269,7 +264,7 @@ class TrainAndEvaluateTest(parameterized.TestCase):
         fixed = metrics.fixed_protocol(probs, splits.test_y)
         self.assertAlmostEqual(fixed["macro_f1"], self.results["test"]["fixed"]["macro_f1"])
         path = os.path.join(self.root, "pred.csv")
-        launcher.write_csv(path, probs, list(dataset.label_names), 0.5, 3)
+        api.write_predictions(path, probs, list(dataset.label_names), 0.5, 3)
         with open(path) as f:
             rows = list(csv.reader(f))
         self.assertEqual(len(rows), len(probs) + 1)

@@ -35,7 +35,9 @@ setuptools.setup(
             "pytest-xdist>=3",
             "scikit-learn>=1.2",
             "ruff>=0.6",
+            "optuna>=4,<6",  # tests/tuning_test.py
         ],
+        "tune": ["optuna>=4,<6"],  # launch/tune.py (hyper-parameter search)
         "arff": [],  # liac-arff is a core dependency; the extra stays for old install lines
         "bench": ["torch>=2.1,<2.15"],
         "plot": ["matplotlib>=3.7", "scipy>=1.10"],

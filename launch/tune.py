@@ -69,7 +69,7 @@ def main(argv):
                 write_config=FLAGS.write_config,
             )
     except train.TrainingInterrupted as e:
-        print(f"{e} The study continues from there too.", file=sys.stderr)
+        print(f"{e} The study continues with that trial.", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
         print("Stopped: run the same command again to continue the study.", file=sys.stderr)
@@ -84,7 +84,8 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 1
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary["counts"].items()))
-    print(f"Study {summary['study']}: {summary['finished']} finished trials ({counts}).")
+    finished = f"{summary['finished']} finished trial{'' if summary['finished'] == 1 else 's'}"
+    print(f"Study {summary['study']}: {finished} ({counts}).")
     if summary["stopped"] == "timeout":
         print("Stopped at --timeout: run the same command again to continue.")
     best = summary["best"]

@@ -36,7 +36,9 @@ setuptools.setup(
             "scikit-learn>=1.2",
             "ruff>=0.6",
             "tensorboardX>=2.6",
+            "optuna>=4,<6",  # tests/tuning_test.py
         ],
+        "tune": ["optuna>=4,<6"],  # launch/tune.py (hyper-parameter search)
         "arff": [],  # liac-arff is a core dependency; the extra stays for old install lines
         "bench": ["torch>=2.1,<2.15"],
         "tensorboard": ["tensorboardX>=2.6"],

@@ -19,8 +19,10 @@ every check of a field's value (`validate`) is defined here once.
 import difflib
 import json
 import os
+import sys
 
 import ml_collections
+from absl import flags
 
 from cgmvae_jax.data import formats as data_formats
 from cgmvae_jax.data import loader as data_loader
@@ -282,6 +284,42 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bad("checkpoint_every_secs", "must be >= 0 (0 = after every epoch)")
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing for the launch scripts (`app.run(..., flags_parser=parse_flags)`).
+
+    A bad flag value, an unknown flag or an unknown `--config.NAME` override prints one
+    `error:` line per problem (no usage text, no traceback) and exits with status 1.
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+    except (AttributeError, KeyError):  # ml_collections: the locked config has no such field
+        for line in _unknown_override_errors(argv[1:]):
+            print(line, file=sys.stderr)
+    sys.exit(1)
+
+
+def _unknown_override_errors(args: list[str]) -> list[str]:
+    """One error line per `--config.NAME=...` argument whose NAME is not a config field."""
+    fields = sorted(base_config().keys())
+    unknown = []
+    for arg in args:
+        if arg.startswith("--config."):
+            name = arg[len("--config.") :].split("=", 1)[0].split(".", 1)[0]
+            if name not in fields:
+                unknown.append(name)
+    errors = []
+    for name in unknown or ["?"]:
+        close = difflib.get_close_matches(name, fields, n=3)
+        hint = f" Did you mean {', '.join('--config.' + c for c in close)}?" if close else ""
+        errors.append(
+            f"error: unknown config field --config.{name}.{hint} The fields are listed "
+            "in cgmvae_jax/config_lib.py (base_config)."
+        )
+    return errors
 
 
 def validate_against_data(config: ml_collections.ConfigDict, splits) -> None:

@@ -8,7 +8,6 @@ workdir: config.json, metrics.jsonl (one line per epoch), checkpoints/, results.
 """
 
 import datetime
-import difflib
 import os
 import sys
 
@@ -75,28 +74,5 @@ def main(argv):
     return 0
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with a one-line error (no traceback) for an unknown `--config.NAME`."""
-    try:
-        return app.parse_flags_with_usage(argv)
-    except (AttributeError, KeyError):  # ml_collections: the locked config has no such field
-        fields = sorted(config_lib.base_config().keys())
-        unknown = []
-        for arg in argv[1:]:
-            if arg.startswith("--config."):
-                name = arg[len("--config.") :].split("=", 1)[0].split(".", 1)[0]
-                if name not in fields:
-                    unknown.append(name)
-        for name in unknown or ["?"]:
-            close = difflib.get_close_matches(name, fields, n=3)
-            hint = f" Did you mean {', '.join('--config.' + c for c in close)}?" if close else ""
-            print(
-                f"error: unknown config field --config.{name}.{hint} The fields are listed "
-                "in cgmvae_jax/config_lib.py (base_config).",
-                file=sys.stderr,
-            )
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=parse_flags)
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=config_lib.parse_flags)

@@ -332,6 +332,7 @@ def _median(values) -> float:
     return float(statistics.median(values))
 
 
+# Long: one benchmark setting from start to finish, every measured field in one place.
 def measure(config) -> dict:
     """Measures one setting; see the module docstring. Returns the result row."""
     import jax

@@ -93,6 +93,7 @@ class _DeadlineReached(Exception):
     """The timeout passed; the running trial stops after its epoch's checkpoint."""
 
 
+# Over 80 lines with its docstring (every argument of the search is documented).
 def run_study(
     config: ml_collections.ConfigDict,
     workdir: str,

@@ -114,6 +114,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Evaluation.
     c.threshold = 0.5  # the `fixed` protocol threshold
+    # Best epoch by the mean validation macro-F1 (tuned threshold) of this many epochs ending
+    # at it (1 = the epoch's own score).
+    c.selection_window = 1
     c.eval_batch_size = 1024
 
     # Runtime.
@@ -214,6 +217,7 @@ _RANGES = (
             "synthetic_examples",
             "synthetic_features",
             "synthetic_labels",
+            "selection_window",
         ),
         lambda v: int(v) > 0,
         "must be a positive integer",

@@ -74,22 +74,49 @@ def validate(val_probs: np.ndarray, val_labels: np.ndarray, threshold: float) ->
 class Selection:
     """The best epoch of every seed so far, by validation macro-F1 at the tuned threshold.
 
-    A later epoch replaces the best only when it scores strictly higher.
+    With `window` > 1 an epoch is scored by the mean of the last `window` epochs' validation
+    macro-F1 (its own and the ones before), which picks the end of a good stretch rather than
+    one lucky epoch of a flat, noisy validation curve. A later epoch replaces the best only
+    when it scores strictly higher.
     """
 
     best_epoch: list[int]
     best_score: list[float]
     best_threshold: list[float]
+    window: int = 1
+    recent: list[list[float]] = dataclasses.field(default_factory=list)  # per seed
 
     @classmethod
-    def start(cls, num_seeds: int, threshold: float) -> Selection:
-        return cls([-1] * num_seeds, [-1.0] * num_seeds, [float(threshold)] * num_seeds)
+    def start(cls, num_seeds: int, threshold: float, window: int = 1) -> Selection:
+        return cls(
+            [-1] * num_seeds,
+            [-1.0] * num_seeds,
+            [float(threshold)] * num_seeds,
+            int(window),
+            [[] for _ in range(num_seeds)],
+        )
+
+    @classmethod
+    def from_json(cls, saved: dict) -> Selection:
+        """From a checkpoint's progress (older ones have no window: 1)."""
+        num_seeds = len(saved["best_epoch"])
+        return cls(
+            list(saved["best_epoch"]),
+            list(saved["best_score"]),
+            list(saved["best_threshold"]),
+            int(saved.get("window", 1)),
+            [list(r) for r in saved.get("recent", [[] for _ in range(num_seeds)])],
+        )
 
     def update(self, epoch: int, score: EpochScore) -> np.ndarray:
         """Records `epoch` for the seeds it improves; returns that bool mask [S]."""
-        improved = np.array(score.macro_f1) > np.array(self.best_score)
+        smoothed = []
+        for s, value in enumerate(score.macro_f1):
+            self.recent[s] = [*self.recent[s], float(value)][-self.window :]
+            smoothed.append(float(np.mean(self.recent[s])))
+        improved = np.array(smoothed) > np.array(self.best_score)
         for s in np.nonzero(improved)[0]:
-            self.best_score[s] = float(score.macro_f1[s])
+            self.best_score[s] = smoothed[s]
             self.best_epoch[s] = epoch
             self.best_threshold[s] = float(score.thresholds[s])
         return improved

@@ -74,10 +74,9 @@ class Progress:
 
     @classmethod
     def from_json(cls, saved: dict) -> Progress:
-        fields = {f.name for f in dataclasses.fields(evaluation.Selection)}
-        selection = evaluation.Selection(**{k: list(saved[k]) for k in fields})
-        rest = {k: v for k, v in saved.items() if k not in fields}
-        return cls(selection=selection, **rest)
+        selection = evaluation.Selection.from_json(saved)
+        own = {f.name for f in dataclasses.fields(cls)} - {"selection"}
+        return cls(selection=selection, **{k: v for k, v in saved.items() if k in own})
 
 
 @dataclasses.dataclass
@@ -230,7 +229,12 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
         stop=stop,
         state=state,
         best_params=jax.tree.map(jnp.copy, state.params),  # own buffers: the state is donated
-        progress=Progress(-1, evaluation.Selection.start(trainer.num_seeds, config.threshold)),
+        progress=Progress(
+            -1,
+            evaluation.Selection.start(
+                trainer.num_seeds, config.threshold, config.selection_window
+            ),
+        ),
         compile_seconds_at_start=compile_seconds,
     )
     try:

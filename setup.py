@@ -37,6 +37,7 @@ setuptools.setup(
             "ruff>=0.6",
             "tensorboardX>=2.6",
             "optuna>=4,<6",  # tests/tuning_test.py
+            "matplotlib>=3.7",  # tests/interpret_test.py
         ],
         "tune": ["optuna>=4,<6"],  # launch/tune.py (hyper-parameter search)
         "arff": [],  # liac-arff is a core dependency; the extra stays for old install lines

@@ -350,8 +350,8 @@ class InterruptionTest(_FaultTestCase):
             )
         )
         workdir = os.path.join(mount or _TMP, "interrupted")
-        # Random kill points; CGMVAE_FAULTS_SEED=<seed> repeats the points of a logged run.
-        seed = int(os.environ.get("CGMVAE_FAULTS_SEED", int.from_bytes(os.urandom(2), "little")))
+        # Seeded kill points (the same every run); CGMVAE_FAULTS_SEED=<seed> tries others.
+        seed = int(os.environ.get("CGMVAE_FAULTS_SEED", "0"))
         rng = np.random.default_rng(seed)
         log = [f"kill-point seed {seed}"]
 

@@ -14,7 +14,6 @@ from cgmvae_jax import interpret
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HAS_MPL = importlib.util.find_spec("matplotlib") is not None
-_HAS_TRAINER = importlib.util.find_spec("cgmvae_jax.objective") is not None
 _NO_MPL = 'matplotlib is not installed (pip install -e ".[plot]")'
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -288,7 +287,6 @@ def _smoke_config(**overrides):
 
 
 @absltest.skipUnless(_HAS_MPL, _NO_MPL)
-@absltest.skipUnless(_HAS_TRAINER, "the trainer (cgmvae_jax.objective) is not available yet")
 class VisualizeRunTest(absltest.TestCase):
     def test_visualize_a_trained_run(self):
         from cgmvae_jax import train

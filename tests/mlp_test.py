@@ -13,7 +13,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from jax import test_util as jtu
 
-from cgmvae_jax import baselines, config_lib, losses, models, objective
+from cgmvae_jax import baselines, config_lib, losses, metrics, models, objective
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B, F, L, D = 6, 5, 4, 3  # batch, input features, labels, feature (penultimate) size
@@ -457,7 +457,7 @@ class TrainTest(absltest.TestCase):
                     on_disk = json.load(f)
                 self.assertEqual(on_disk["config"]["loss"], loss)
                 self.assertEqual(on_disk["config"]["model"], "mlp")
-                self.assertEqual(set(on_disk["test"]), {"fixed", "val_tuned", "official"})
+                self.assertEqual(set(on_disk["test"]), set(metrics.PROTOCOLS))
                 for protocol in on_disk["test"].values():
                     self.assertTrue(all(np.isfinite(v) for v in protocol.values()))
                 self.assertEqual(results["best_epoch"], on_disk["best_epoch"])

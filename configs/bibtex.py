@@ -1,15 +1,10 @@
-r"""C-GMVAE on bibtex (Mulan).
+"""C-GMVAE on bibtex (Mulan), untuned in the paper: delicious's Table 7 row.
 
-Hyper-parameters: not in the paper: the delicious settings (large sparse input);
-schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
-the paper's 100 epochs.
-
-  python launch/train.py --config=configs/bibtex.py --workdir=runs/bibtex
+python launch/train.py --config=configs/bibtex.py
 """
 
 from cgmvae_jax import config_lib
 
 
 def get_config():
-    """Returns the bibtex configuration."""
     return config_lib.dataset_config("bibtex")

@@ -1,15 +1,10 @@
-r"""C-GMVAE on bookmarks (Mulan; not shipped, see README 'Data').
+"""C-GMVAE on bookmarks (Mulan), paper Table 7 (values in config_lib.TABLE7).
 
-Hyper-parameters: paper Table 7; decoder [512, 512, 512] in the paper's notation;
-schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
-the paper's 100 epochs.
-
-  python launch/train.py --config=configs/bookmarks.py --workdir=runs/bookmarks
+python launch/train.py --config=configs/bookmarks.py
 """
 
 from cgmvae_jax import config_lib
 
 
 def get_config():
-    """Returns the bookmarks configuration."""
     return config_lib.dataset_config("bookmarks")

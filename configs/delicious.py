@@ -1,15 +1,10 @@
-r"""C-GMVAE on delicious (Mulan).
+"""C-GMVAE on delicious (Mulan), paper Table 7 (values in config_lib.TABLE7).
 
-Hyper-parameters: paper Table 7;
-schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
-the paper's 100 epochs.
-
-  python launch/train.py --config=configs/delicious.py --workdir=runs/delicious
+python launch/train.py --config=configs/delicious.py
 """
 
 from cgmvae_jax import config_lib
 
 
 def get_config():
-    """Returns the delicious configuration."""
     return config_lib.dataset_config("delicious")

@@ -1,15 +1,10 @@
-r"""C-GMVAE on medical (Mulan).
+"""C-GMVAE on medical (Mulan), untuned in the paper: yeast's Table 7 row.
 
-Hyper-parameters: not in the paper: the yeast settings;
-schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
-the paper's 100 epochs.
-
-  python launch/train.py --config=configs/medical.py --workdir=runs/medical
+python launch/train.py --config=configs/medical.py
 """
 
 from cgmvae_jax import config_lib
 
 
 def get_config():
-    """Returns the medical configuration."""
     return config_lib.dataset_config("medical")

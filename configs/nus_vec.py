@@ -1,15 +1,10 @@
-r"""C-GMVAE on NUS-WIDE, 128-d cVLAD+ vectors (not shipped, see README 'Data').
+"""C-GMVAE on NUS-WIDE vectors, paper Table 7 (values in config_lib.TABLE7).
 
-Hyper-parameters: paper Table 7;
-schedule of the official script (T0 50, T_mult 2, eta_min 2e-4) and
-the paper's 100 epochs.
-
-  python launch/train.py --config=configs/nus_vec.py --workdir=runs/nus_vec
+python launch/train.py --config=configs/nus_vec.py
 """
 
 from cgmvae_jax import config_lib
 
 
 def get_config():
-    """Returns the nus_vec configuration."""
     return config_lib.dataset_config("nus_vec")

@@ -1,4 +1,4 @@
-r"""A tiny C-GMVAE run for tests: synthetic data, small layers, three epochs (seconds on a CPU).
+"""A tiny C-GMVAE run for tests: synthetic data, small layers, three epochs (seconds on a CPU).
 
 python launch/train.py --config=configs/smoke.py --workdir=/tmp/smoke
 """
@@ -7,21 +7,24 @@ from cgmvae_jax import config_lib
 
 
 def get_config():
-    """Returns the smoke-test configuration."""
     config = config_lib.base_config()
-    config.dataset = "synthetic"
-    config.synthetic_examples = 300
-    config.synthetic_features = 16
-    config.synthetic_labels = 6
-    config.latent_dim = 8
-    config.embedding_dim = 32
-    config.feature_hidden = (32, 32)
-    config.label_hidden = (32,)
-    config.decoder_hidden = (32,)
-    config.batch_size = 32
-    config.num_epochs = 3
-    config.restart_period = 2
-    config.eval_batch_size = 64
-    config.progress = False
-    config.checkpoint_every_secs = 0.0  # every epoch: the fault tests resume from any epoch
+    config.update(
+        dict(
+            dataset="synthetic",
+            synthetic_examples=300,
+            synthetic_features=16,
+            synthetic_labels=6,
+            latent_dim=8,
+            embedding_dim=32,
+            feature_hidden=(32, 32),
+            label_hidden=(32,),
+            decoder_hidden=(32,),
+            batch_size=32,
+            num_epochs=3,
+            restart_period=2,
+            eval_batch_size=64,
+            progress=False,
+            checkpoint_every_secs=0.0,  # every epoch: the fault tests resume from any epoch
+        )
+    )
     return config

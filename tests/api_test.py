@@ -12,22 +12,15 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import cgmvae_jax
-from cgmvae_jax import data, model_file
+from cgmvae_jax import config_lib, data, model_file
 from tests import helpers
 
-# configs/smoke.py's sizes: a fit takes seconds.
-SMALL = dict(
-    latent_dim=8,
-    embedding_dim=32,
-    feature_hidden=(32, 32),
-    label_hidden=(32,),
-    decoder_hidden=(32,),
-    batch_size=32,
-    num_epochs=3,
-    restart_period=2,
-    eval_batch_size=64,
-    progress=False,
-)
+# configs/smoke.py's model and schedule (not its data set): a fit takes seconds.
+SMALL = {
+    k: v
+    for k, v in helpers.smoke_config().items()
+    if v != config_lib.base_config()[k] and not k.startswith(("synthetic_", "data"))
+}
 
 
 def _arrays(n=300, features=16, labels=6, seed=1):

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import functools
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ from flax import linen as nn
 from cgmvae_jax import checkpoint, config_lib, data, layers, train
 from cgmvae_jax import trainer as trainer_lib
 from cgmvae_jax import workdir as workdir_lib
+from tests import helpers
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TMP = ""  # a fresh temporary directory per test run (setUpModule)
@@ -77,16 +77,7 @@ def tearDownModule():
 
 def _smoke(**overrides):
     """configs/smoke.py with `_EPOCHS` epochs and `overrides`."""
-    spec = importlib.util.spec_from_file_location(
-        "smoke_config", os.path.join(_REPO, "configs", "smoke.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.num_epochs = _EPOCHS
-    for key, value in overrides.items():
-        config[key] = value
-    return config
+    return helpers.smoke_config(**{"num_epochs": _EPOCHS, **overrides})
 
 
 def _env(**extra):

@@ -12,17 +12,10 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The metric keys of the contract (DESIGN.md §5), written out independently of metrics.py.
 METRIC_KEYS = frozenset(
-    {
-        "hamming_accuracy",
-        "example_f1",
-        "micro_f1",
-        "macro_f1",
-        "subset_accuracy",
-        "precision_at_1",
-        "precision_at_3",
-        "precision_at_5",
-    }
+    "hamming_accuracy example_f1 micro_f1 macro_f1 subset_accuracy "
+    "precision_at_1 precision_at_3 precision_at_5".split()
 )
 
 

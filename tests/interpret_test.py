@@ -11,6 +11,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from cgmvae_jax import interpret
+from tests import helpers
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HAS_MPL = importlib.util.find_spec("matplotlib") is not None
@@ -276,14 +277,7 @@ class PlotTest(parameterized.TestCase):
                 interpret.plot_training_curves(metrics_path, os.path.join(tmp, "c.png"))
 
 
-def _smoke_config(**overrides):
-    spec = importlib.util.spec_from_file_location("smoke", os.path.join(_REPO, "configs/smoke.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for field, value in overrides.items():
-        config[field] = value
-    return config
+_smoke_config = helpers.smoke_config
 
 
 @absltest.skipUnless(_HAS_MPL, _NO_MPL)

@@ -2,7 +2,6 @@
 the mlp_* configs and training them end to end."""
 
 import functools
-import importlib.util
 import json
 import os
 import tempfile
@@ -14,6 +13,7 @@ from absl.testing import absltest, parameterized
 from jax import test_util as jtu
 
 from cgmvae_jax import baselines, config_lib, losses, metrics, models, objective
+from tests import helpers
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B, F, L, D = 6, 5, 4, 3  # batch, input features, labels, feature (penultimate) size
@@ -31,12 +31,7 @@ LABELS = np.array(
 )  # [B, L]; row 1 has no positive label
 
 
-def load_config(name):
-    path = os.path.join(_REPO, "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+load_config = helpers.load_config
 
 
 def fake_outputs(seed=0, batch=B, isotropic=False, logit_scale=2.0):

@@ -16,7 +16,6 @@ program (jaxpr) nor XLA's compiled temporaries hold anything of size B * L * d.
 """
 
 import functools
-import importlib.util
 import math
 import os
 
@@ -28,18 +27,13 @@ from jax import test_util as jtu
 
 from cgmvae_jax import cpu_rewrites, losses, models, objective, train
 from cgmvae_jax import trainer as trainer_lib
+from tests import helpers
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name="smoke", **overrides):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(_REPO, f"configs/{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in overrides.items():
-        config[key] = value
-    return config
+    return helpers.load_config(name, **overrides)
 
 
 def _plain_l2_normalize(values):

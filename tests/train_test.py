@@ -1,7 +1,6 @@
 """Tests of the training system: schedule, optimizer, steps, epoch loop, outputs and resume."""
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -15,28 +14,13 @@ from absl.testing import absltest, parameterized
 
 from cgmvae_jax import api, config_lib, metrics, train
 from cgmvae_jax import trainer as trainer_lib
+from tests import helpers
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_METRIC_KEYS = {
-    "hamming_accuracy",
-    "example_f1",
-    "micro_f1",
-    "macro_f1",
-    "subset_accuracy",
-    "precision_at_1",
-    "precision_at_3",
-    "precision_at_5",
-}
+_METRIC_KEYS = helpers.METRIC_KEYS
 
 
-def smoke_config(**overrides):
-    spec = importlib.util.spec_from_file_location("smoke", os.path.join(_REPO, "configs/smoke.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for k, v in overrides.items():
-        config[k] = v
-    return config
+smoke_config = helpers.smoke_config
 
 
 def params_of(workdir, config):

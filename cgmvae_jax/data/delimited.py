@@ -134,6 +134,36 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def read_numbers(path: str) -> np.ndarray:
+    """A table of numbers (.csv, or .tsv by its extension); a first line that is not all
+    numbers is taken as a header. For features of new rows to predict (no labels).
+
+    Raises:
+      ValueError: a cell that is not a number or a row of another length, naming the line.
+    """
+    delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, cells in enumerate(csv.reader(f, delimiter=delimiter), start=1):
+            if not cells:
+                continue
+            if not all(_is_number(c) for c in cells):
+                if line == 1:
+                    continue  # a header
+                bad = next(i for i, c in enumerate(cells) if not _is_number(c))
+                raise ValueError(
+                    f"{path}: line {line}, column {bad + 1}: {cells[bad]!r} is not a number."
+                )
+            if rows and len(cells) != len(rows[0]):
+                raise ValueError(
+                    f"{path}: line {line} has {len(cells)} values, the first row {len(rows[0])}."
+                )
+            rows.append([float(c) for c in cells])
+    if not rows:
+        raise ValueError(f"{path}: no rows of numbers.")
+    return np.asarray(rows, np.float64)
+
+
 def _select_columns(table: _Table, options: reading.ReadOptions):
     """(split column or None, label columns, feature columns) by name, prefix or count."""
     header, path = table.header, table.path

@@ -6,7 +6,6 @@ files), `{data_dir}/{name}.arff`, `{data_dir}/{name}.csv` and `{data_dir}/{name}
 Anything with a path separator or a data-file extension is taken as a path.
 """
 
-import csv
 import dataclasses
 import difflib
 import os
@@ -14,8 +13,8 @@ import os
 import numpy as np
 
 from cgmvae_jax.data import dataset as dataset_lib
+from cgmvae_jax.data import delimited, formats, mpvae, reading, synthetic, validation
 from cgmvae_jax.data import fetching as fetch_lib
-from cgmvae_jax.data import formats, mpvae, reading, synthetic, validation
 from cgmvae_jax.data import splits as splits_lib
 
 DEMO_COMMAND = "python launch/train.py --config=configs/demo.py"
@@ -224,7 +223,7 @@ def read_features(path: str, num_features: int) -> np.ndarray:
                 raise ValueError(f"{path}: an .npz features file needs an array named X.")
             x = f["X"]
     elif lower.endswith((".csv", ".tsv")):
-        x = _read_number_table(path, "\t" if lower.endswith(".tsv") else ",")
+        x = delimited.read_numbers(path)
     else:
         raise ValueError(f"{path}: unknown features format; use .npy, .npz (X), .csv or .tsv.")
     x = np.asarray(x)
@@ -233,40 +232,6 @@ def read_features(path: str, num_features: int) -> np.ndarray:
             f"{path}: features have shape {x.shape}; the model expects [N, {num_features}]."
         )
     return validation.check_features(x, source=path)
-
-
-def _read_number_table(path: str, delimiter: str) -> np.ndarray:
-    """Rows of numbers; a first line that is not all numbers is taken as a header."""
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for line_number, cells in enumerate(csv.reader(f, delimiter=delimiter), start=1):
-            if not cells:
-                continue
-            try:
-                rows.append([float(c) for c in cells])
-            except ValueError:
-                if line_number == 1:
-                    continue  # a header
-                bad = next(i for i, c in enumerate(cells) if not _is_number(c))
-                raise ValueError(
-                    f"{path}: line {line_number}, column {bad + 1}: {cells[bad]!r} is not a number."
-                ) from None
-            if len(rows[-1]) != len(rows[0]):
-                raise ValueError(
-                    f"{path}: line {line_number} has {len(cells)} values, the first row "
-                    f"{len(rows[0])}."
-                )
-    if not rows:
-        raise ValueError(f"{path}: no rows of numbers.")
-    return np.asarray(rows, np.float64)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def from_arrays(

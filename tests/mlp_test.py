@@ -364,28 +364,7 @@ class ConfigTest(parameterized.TestCase):
 
     @parameterized.parameters(*LOSSES)
     def test_make_loss_fn_uses_config_fields(self, loss):
-        config = load_config(CONFIGS[loss])
-        config.update(
-            dict(
-                asl_gamma_neg=2.0,
-                asl_clip=0.1,
-                kmcl_weight=0.4,
-                kmcl_temperature=0.5,
-                kmcl_distance_scale=2.0,
-                clml_weight=0.2,
-                clml_threshold=0.6,
-                clml_start_epoch=3,
-            )
-        )
-        outputs = fake_outputs()
-        weights = np.array([1, 1, 1, 1, 1, 0], np.float32)
-        got = jax.jit(objective.make_loss_fn(config))(outputs, LABELS, weights, epoch=jnp.int32(3))
-        want = objective.mlp_loss(
-            outputs,
-            LABELS,
-            weights,
-            loss=loss,
-            epoch=3,
+        settings = dict(
             asl_gamma_neg=2.0,
             asl_clip=0.1,
             kmcl_weight=0.4,
@@ -395,6 +374,11 @@ class ConfigTest(parameterized.TestCase):
             clml_threshold=0.6,
             clml_start_epoch=3,
         )
+        config = load_config(CONFIGS[loss], **settings)
+        outputs = fake_outputs()
+        weights = np.array([1, 1, 1, 1, 1, 0], np.float32)
+        got = jax.jit(objective.make_loss_fn(config))(outputs, LABELS, weights, epoch=jnp.int32(3))
+        want = objective.mlp_loss(outputs, LABELS, weights, loss=loss, epoch=3, **settings)
         jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), got, want)
 
     @parameterized.parameters(

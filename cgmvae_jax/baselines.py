@@ -78,7 +78,7 @@ class MLPClassifier(nn.Module):
 
     Usage:
 
-        model = models.MLPClassifier(num_labels=L, kmcl=True)
+        model = baselines.MLPClassifier(num_labels=L, kmcl=True)
         variables = model.init({"params": k0, "dropout": k1}, x, y, train=False)
         outputs = model.apply(variables, x, y, train=True, rngs={"dropout": k2})
         logits = model.apply(variables, x, method="predict")  # [B, L]

@@ -134,7 +134,7 @@ def train_step(
       batch_sharding: Optional sharding constraint for the batch (data parallelism).
 
     Returns:
-      The new state and scalar metrics: the loss terms, `grad_norm`, `lr` and `finite`. An
+      The new state and scalar metrics: the loss terms, `grad_norm` and `finite`. An
       update whose loss or gradient is not finite is not applied (the state only counts the
       step), so the state stays the last good one; the host decides whether to stop or go on.
     """

@@ -4,7 +4,8 @@ r"""Trains C-GMVAE (or an MLP baseline), selects the best epoch on validation, r
       --config.num_epochs=50 --config.data_dir=../shared/datasets
 
 Running again with the same --workdir resumes from its latest checkpoint. Outputs in the
-workdir: config.json, metrics.jsonl (one line per epoch), checkpoints/, results.json.
+workdir: config.json, metrics.jsonl (one line per epoch), checkpoints/, model/ (the trained
+model, `cgmvae_jax.load(workdir)`), tensorboard/, results.json (docs/training.md).
 """
 
 import datetime

@@ -19,6 +19,7 @@ import functools
 import math
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +57,36 @@ def _max_intermediate_size(jaxpr) -> int:
                 elif isinstance(sub, jax.extend.core.Jaxpr):
                     biggest = max(biggest, _max_intermediate_size(sub))
     return biggest
+
+
+class BackendChoiceTest(parameterized.TestCase):
+    """The hand-written gradients are used on the CPU backend only."""
+
+    @parameterized.parameters(("cpu", True), ("gpu", False), ("tpu", False))
+    def test_rewrites_follow_the_backend(self, backend, rewritten):
+        from unittest import mock
+
+        x = jnp.ones((3, 4))
+        with mock.patch.object(jax, "default_backend", return_value=backend):
+            self.assertEqual(cpu_rewrites.use_cpu_rewrites(), rewritten)
+            # Fresh lambdas: a traced function's jaxpr is cached across backends.
+            norm = str(jax.make_jaxpr(lambda a: cpu_rewrites.l2_normalize(a))(x))
+            repeat = str(jax.make_jaxpr(lambda a: cpu_rewrites.repeat_leading(a, 3))(x))
+        self.assertEqual("custom_vjp" in norm, rewritten)
+        self.assertEqual("custom_vjp" in repeat, rewritten)
+
+    def test_both_forms_give_the_same_values_and_gradients(self):
+        from unittest import mock
+
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 5)), jnp.float32)
+
+        def loss(a):
+            return jnp.sum(jnp.sin(cpu_rewrites.repeat_leading(cpu_rewrites.l2_normalize(a), 3)))
+
+        rewritten = jax.value_and_grad(lambda a: loss(a))(x)
+        with mock.patch.object(jax, "default_backend", return_value="gpu"):
+            plain = jax.value_and_grad(lambda a: loss(a))(x)
+        chex.assert_trees_all_close(rewritten, plain, rtol=1e-6, atol=1e-6)
 
 
 class L2NormalizeTest(parameterized.TestCase):

@@ -2,6 +2,7 @@
 
 import doctest
 import functools
+import importlib
 import math
 import os
 import re
@@ -15,6 +16,7 @@ from absl.testing import absltest, parameterized
 from jax import test_util as jtu
 
 from cgmvae_jax import losses
+from cgmvae_jax.losses import _kmcl, _mixture
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ATOL = 1e-5
@@ -162,7 +164,7 @@ class GaussianMixtureLogDensityTest(parameterized.TestCase):
     def test_matmul_form_equals_broadcast_reference(self, seed):
         z, means, log_vars, mask = _random_mixture_inputs(seed, batch=6, num_components=11, dim=8)
         got = jax.jit(losses.gaussian_mixture_log_density)(z, means, log_vars, mask)
-        ref = jax.jit(losses._gaussian_mixture_log_density_reference)(z, means, log_vars, mask)
+        ref = jax.jit(_mixture._gaussian_mixture_log_density_reference)(z, means, log_vars, mask)
         np.testing.assert_allclose(got, ref, atol=_ATOL, rtol=1e-5)
 
     def test_shared_components_do_not_materialise_batch_by_component_by_dim(self):
@@ -171,7 +173,7 @@ class GaussianMixtureLogDensityTest(parameterized.TestCase):
             0, batch=batch, num_components=num_components, dim=dim
         )
         fast = jax.make_jaxpr(losses.gaussian_mixture_log_density)(z, means, log_vars, mask)
-        slow = jax.make_jaxpr(losses._gaussian_mixture_log_density_reference)(
+        slow = jax.make_jaxpr(_mixture._gaussian_mixture_log_density_reference)(
             z, means, log_vars, mask
         )
         self.assertLess(_max_intermediate_size(fast), batch * num_components * dim)
@@ -879,7 +881,7 @@ class KmclReconstructionLossTest(parameterized.TestCase):
 class KmclContrastiveLossTest(parameterized.TestCase):
     def test_identical_gaussians_give_maximal_similarity(self):
         means, variances = jnp.ones((2, 1, 5)), jnp.full((2, 1, 5), 3.0)
-        log_e = losses._bhattacharyya_log_similarity(
+        log_e = _kmcl._bhattacharyya_log_similarity(
             means, variances, distance_scale=5.0, temperature=0.17
         )
         np.testing.assert_allclose(jnp.exp(log_e), np.full((2, 2, 1), 358.65), rtol=1e-4)
@@ -1164,8 +1166,12 @@ class ModuleTest(parameterized.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stdout.strip(), "[]")
 
-    def test_docstring_examples(self):
-        failures, attempted = doctest.testmod(losses, optionflags=doctest.ELLIPSIS)
+    @parameterized.named_parameters(
+        (name, name) for name in ("_asl", "_clml", "_contrastive", "_gaussian", "_kmcl", "_mixture")
+    )
+    def test_docstring_examples(self, name):
+        module = importlib.import_module(f"cgmvae_jax.losses.{name}")
+        failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         self.assertGreater(attempted, 0)
         self.assertEqual(failures, 0)
 

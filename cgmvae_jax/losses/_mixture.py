@@ -1,0 +1,207 @@
+"""The C-GMVAE mixture prior: log-density and the single-sample KL estimate."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from cgmvae_jax.losses import _checks, _gaussian
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _check_mixture_args(z, means, log_vars, mask):
+    """Converts and checks the arguments of the mixture functions."""
+    z = _checks.as_float("z", z)
+    means = _checks.as_float("means", means)
+    log_vars = _checks.as_float("log_vars", log_vars)
+    mask = _checks.as_mask("mask", mask)
+    _checks.check_ndim("z", z, 1, "[..., d]")
+    _checks.check_ndim("means", means, 2, "[K, d] or [..., K, d]")
+    _checks.check_ndim("log_vars", log_vars, 2, "[K, d] or [..., K, d]")
+    _checks.check_ndim("mask", mask, 1, "[..., K]")
+    _checks.broadcast_shapes(("means", means.shape), ("log_vars", log_vars.shape))
+    _checks.check_axis("z", z, "means", means, -1)
+    _checks.check_axis("z", z, "log_vars", log_vars, -1)
+    _checks.check_axis("mask", mask, "means", means, -2)
+    _checks.check_axis("mask", mask, "log_vars", log_vars, -2)
+    _checks.broadcast_shapes(
+        ("z[..., :-1]", z.shape[:-1]),
+        ("means[..., :-2]", means.shape[:-2]),
+        ("log_vars[..., :-2]", log_vars.shape[:-2]),
+        ("mask[..., :-1]", mask.shape[:-1]),
+    )
+    return z, means, log_vars, mask
+
+
+def _component_log_probs(z, means, log_vars, *, use_matmul):
+    """log N(z; means_k, exp(log_vars_k)) for every component k, shape [..., K]."""
+    if use_matmul and means.ndim == 2 and log_vars.ndim == 2:
+        # Shared components [K, d]: expand the quadratic form
+        #   sum_i (z_i - m_i)^2 / v_i = sum_i z_i^2 / v_i - 2 z_i m_i / v_i + m_i^2 / v_i
+        # into two matrix products, so the temporaries are [..., K] rather than [..., K, d]
+        # (K can be 10^4 labels).
+        means, log_vars = jnp.broadcast_arrays(means, log_vars)  # [K, d]
+        precision = jnp.exp(-log_vars)  # [K, d]
+        scaled_means = means * precision  # [K, d]
+        const = jnp.sum(_LOG_2PI + log_vars + means * scaled_means, axis=-1)  # [K]
+        quad = jnp.matmul(jnp.square(z), precision.T, precision=_checks.HIGHEST)  # [..., K]
+        cross = jnp.matmul(z, scaled_means.T, precision=_checks.HIGHEST)  # [..., K]
+        return -0.5 * (quad - 2.0 * cross + const)
+    return _gaussian.log_normal_diag(z[..., None, :], means, log_vars)  # [..., K]
+
+
+def _masked_log_mean_exp(log_probs, mask):
+    """log((1/|A|) sum_{k in A} exp(log_probs_k)) and whether A is non-empty.
+
+    Returns a finite value for rows where A is empty (the caller replaces it), so that the
+    gradient of those rows is exactly zero rather than NaN.
+    """
+    shape = _checks.broadcast_shapes(("log_probs", log_probs.shape), ("mask", mask.shape))
+    log_probs = jnp.broadcast_to(log_probs, shape)  # [..., K]
+    mask = jnp.broadcast_to(mask, shape)  # [..., K]
+    count = jnp.sum(mask, axis=-1)  # [...]
+    has_any = count > 0  # [...]
+    # Double-where: inactive entries are replaced by 0 (their gradient is then exactly 0, even
+    # if their log-density is extreme), and rows with no active entry average over all the
+    # zeros, which is finite; the caller selects those rows away.
+    safe_log_probs = jnp.where(mask, log_probs, 0.0)
+    safe_mask = mask | ~has_any[..., None]
+    safe_count = jnp.where(has_any, count, shape[-1]).astype(log_probs.dtype)
+    lse = jax.nn.logsumexp(safe_log_probs, axis=-1, where=safe_mask)  # [...]
+    return lse - jnp.log(safe_count), has_any
+
+
+def _mixture_log_density(z, means, log_vars, mask, *, use_matmul):
+    z, means, log_vars, mask = _check_mixture_args(z, means, log_vars, mask)
+    log_probs = _component_log_probs(z, means, log_vars, use_matmul=use_matmul)  # [..., K]
+    return _masked_log_mean_exp(log_probs, mask)
+
+
+def gaussian_mixture_log_density(
+    z: jax.typing.ArrayLike,
+    means: jax.typing.ArrayLike,
+    log_vars: jax.typing.ArrayLike,
+    mask: jax.typing.ArrayLike,
+) -> jax.Array:
+    r"""Log-density of `z` under the equal-weight mixture of the active Gaussians.
+
+    .. math::
+        \log p(z) = \log \frac{1}{|A|} \sum_{k \in A}
+        \mathcal{N}(z; \mu_k, \mathrm{diag}(e^{v_k})),
+        \qquad A = \{k : \mathrm{mask}_k \ne 0\}
+
+    In C-GMVAE the components are the per-label Gaussians of the label encoder and ``A`` is the
+    set of positive labels of an example. With shared components (``means`` of shape ``[K, d]``)
+    the quadratic form is expanded into two matrix products, so memory is ``O(B K)`` rather
+    than ``O(B K d)``; all component parameters (active or not) must then be finite. The
+    official code adds ``-1e6`` to inactive entries; here they are excluded exactly
+    (``jax.nn.logsumexp(..., where=mask)``).
+
+    Args:
+      z: Samples, shape ``[..., d]``, floating.
+      means: Component means, shape ``[K, d]`` (shared by all examples) or ``[..., K, d]``.
+      log_vars: Component log-variances, same shape as ``means`` (or broadcastable to it).
+      mask: Active components, bool or 0/1, shape ``[..., K]``.
+
+    Returns:
+      Log-densities, shape ``[...]`` (broadcast batch shape), float32. ``-inf`` for rows with
+      no active component; their gradient with respect to every input is exactly zero, so the
+      caller can mask them out before reducing.
+
+    Raises:
+      TypeError: If ``z``, ``means`` or ``log_vars`` is not floating.
+      ValueError: If ``d`` or ``K`` disagree or the batch shapes do not broadcast.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from cgmvae_jax import losses
+      >>> z = jnp.zeros((2, 4))  # [B, d]
+      >>> means = jnp.stack([jnp.zeros(4), jnp.full(4, 100.0)])  # [K, d]
+      >>> log_vars = jnp.zeros((2, 4))  # [K, d]
+      >>> mask = jnp.array([[1, 1], [0, 0]])  # [B, K]
+      >>> lp = losses.gaussian_mixture_log_density(z, means, log_vars, mask)  # [B]
+      >>> print(f"{float(lp[0]):.4f}")  # log N(0; 0, I_4) - log 2
+      -4.3689
+      >>> print(lp[1])
+      -inf
+
+    References:
+      Bai et al., `C-GMVAE <https://arxiv.org/abs/2112.00976>`_, ICML 2022, Eq. for the
+      mixture prior p(z|y) (github.com/JunwenBai/C-GMVAE ``utils.py``).
+    """
+    log_p, has_any = _mixture_log_density(z, means, log_vars, mask, use_matmul=True)
+    return jnp.where(has_any, log_p, -jnp.inf)
+
+
+def _gaussian_mixture_log_density_reference(z, means, log_vars, mask) -> jax.Array:
+    """`gaussian_mixture_log_density` in the plain broadcasting form ([..., K, d] temporaries)."""
+    log_p, has_any = _mixture_log_density(z, means, log_vars, mask, use_matmul=False)
+    return jnp.where(has_any, log_p, -jnp.inf)
+
+
+def mixture_kl_single_sample(
+    z: jax.typing.ArrayLike,
+    mean: jax.typing.ArrayLike,
+    log_var: jax.typing.ArrayLike,
+    prior_means: jax.typing.ArrayLike,
+    prior_log_vars: jax.typing.ArrayLike,
+    mask: jax.typing.ArrayLike,
+) -> jax.Array:
+    r"""Single-sample estimate of KL(q || p) with a Gaussian-mixture prior.
+
+    .. math::
+        \widehat{\mathrm{KL}} = \log q(z) - \log p(z), \quad
+        q = \mathcal{N}(\mu, \mathrm{diag}(e^{v})), \quad
+        p(z) = \frac{1}{|A|} \sum_{k \in A} \mathcal{N}(z; \mu_k, \mathrm{diag}(e^{v_k}))
+
+    where ``z`` is one sample of ``q`` (drawn by the caller, e.g. ``mean + exp(log_var / 2) *
+    eps``) and ``A`` the active components (C-GMVAE: the example's positive labels). The
+    estimate is unbiased but can be negative for one sample.
+
+    Differences from the released code: inactive components are excluded exactly (not pushed
+    down by ``-1e6``), the ``log 2 pi`` constants are kept (they cancel), and rows with no
+    active component give 0 with zero gradients (the released code gives ``-inf``/NaN there).
+
+    Args:
+      z: The sample, shape ``[..., d]``, floating.
+      mean: Mean of q, shape ``[..., d]``.
+      log_var: Log-variance of q, shape ``[..., d]``.
+      prior_means: Prior component means, ``[K, d]`` (shared) or ``[..., K, d]``.
+      prior_log_vars: Prior component log-variances, same shape as ``prior_means``.
+      mask: Active prior components, bool or 0/1, shape ``[..., K]``.
+
+    Returns:
+      KL estimates, shape ``[...]``, float32; exactly 0, with zero gradients, where ``mask``
+      has no active component.
+
+    Raises:
+      TypeError: If a float argument is not floating.
+      ValueError: If the shapes disagree.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from cgmvae_jax import losses
+      >>> z = jnp.array([[0.3, -1.2]])  # [B, d]
+      >>> mean, log_var = jnp.zeros((1, 2)), jnp.zeros((1, 2))  # [B, d]
+      >>> prior_means = jnp.array([[0.0, 0.0], [100.0, 100.0]])  # [K, d]
+      >>> prior_log_vars = jnp.zeros((2, 2))  # [K, d]
+      >>> mask = jnp.array([[True, True]])  # [B, K]
+      >>> kl = losses.mixture_kl_single_sample(z, mean, log_var, prior_means, prior_log_vars,
+      ...                                      mask)  # [B]
+      >>> print(f"{float(kl[0]):.4f}")  # log 2: one component equals q, the other is far
+      0.6931
+
+    References:
+      Bai et al., `C-GMVAE <https://arxiv.org/abs/2112.00976>`_, ICML 2022
+      (``compute_KL`` in github.com/JunwenBai/C-GMVAE ``utils.py``).
+    """
+    z = _checks.as_float("z", z)
+    log_q = _gaussian.log_normal_diag(z, mean, log_var)  # [...]
+    log_p, has_any = _mixture_log_density(
+        z, prior_means, prior_log_vars, mask, use_matmul=True
+    )  # [...]
+    _checks.broadcast_shapes(("log q(z) batch", log_q.shape), ("log p(z) batch", log_p.shape))
+    # log_p is finite even for rows with no active component, so this where has zero
+    # (not NaN) gradients for them.
+    return jnp.where(has_any, log_q - log_p, 0.0)

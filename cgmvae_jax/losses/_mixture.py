@@ -1,13 +1,9 @@
 """The C-GMVAE mixture prior: log-density and the single-sample KL estimate."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-from cgmvae_jax.losses import _checks, _gaussian
-
-_LOG_2PI = math.log(2.0 * math.pi)
+from cgmvae_jax.losses import _active_pairs, _checks, _gaussian
 
 
 def _check_mixture_args(z, means, log_vars, mask):
@@ -34,48 +30,21 @@ def _check_mixture_args(z, means, log_vars, mask):
     return z, means, log_vars, mask
 
 
-# Largest [N, C, d] chunk of the direct form (float32 elements: 4 MiB), and most components per
-# chunk (under an outer vmap N looks like 1, so the chunk must stay small on its own).
-_CHUNK_ELEMENTS = 2**20
-_MAX_CHUNK = 256
+def _shared_log_probs(z, means, log_vars, mask):
+    """Component log-densities ``[..., K]`` (0 where inactive) and the mask, broadcast.
 
-
-def _shared_component_log_probs(z, means, log_vars):
-    """log N(z; means_k, exp(log_vars_k)) for components shared by all rows: [..., K].
-
-    The direct form ``sum_i (z_i - m_ki)^2 exp(-v_ki)``, a chunk of components at a time.
-    Expanding the square into matrix products (``z^2 @ exp(-v).T - 2 z @ (m exp(-v)).T +
-    const``) needs no ``[N, K, d]`` temporary either, but its terms are about
-    ``(z^2 + m^2) exp(-v)`` each while their sum, for a sample near a component, is about
-    ``d``: float32 loses everything at small variances (19.8 nats at log-variance -12, 522
-    at -15, with |z| ~ 4), and centring does not help when the means are spread out. Each
-    term of the direct sum is non-negative, so it is exact to float32 rounding.
-
-    ``lax.map`` runs the components in chunks of ``C`` (memory ``O(N C d)``); ``checkpoint``
-    keeps the backward pass from storing every chunk's ``[N, C, d]`` residuals (it recomputes
-    them), so the gradients are the direct form's too, with the same memory.
+    Components shared by all rows (``[K, d]``): only the active pairs are evaluated, in the
+    exact direct form (`_active_pairs`), with ``O(B K)`` memory.
     """
     means, log_vars = jnp.broadcast_arrays(means, log_vars)  # [K, d]
     num_components, dim = means.shape
-    rows = z.reshape(-1, dim)  # [N, d]
-    chunk = max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // (rows.shape[0] * dim)))
-
-    @jax.checkpoint
-    def one_component(mean_and_log_var):  # [d], [d] -> [N]
-        return _gaussian.log_normal_diag(rows, *mean_and_log_var)
-
-    log_probs = jax.lax.map(one_component, (means, log_vars), batch_size=chunk)  # [K, N]
-    return log_probs.T.reshape(z.shape[:-1] + (num_components,))  # [..., K]
-
-
-def _component_log_probs(z, means, log_vars, *, chunked):
-    """log N(z; means_k, exp(log_vars_k)) for every component k, shape [..., K].
-
-    ``chunked=False`` is the plain broadcast (``[..., K, d]`` temporaries), the reference.
-    """
-    if chunked and means.ndim == 2 and log_vars.ndim == 2:
-        return _shared_component_log_probs(z, means, log_vars)
-    return _gaussian.log_normal_diag(z[..., None, :], means, log_vars)  # [..., K]
+    batch = jnp.broadcast_shapes(z.shape[:-1], mask.shape[:-1])
+    rows = jnp.broadcast_to(z, batch + (dim,)).reshape(-1, dim)  # [N, d]
+    mask = jnp.broadcast_to(mask, batch + (num_components,))  # [..., K]
+    log_probs = _active_pairs.active_log_probs(
+        rows, means, log_vars, mask.reshape(-1, num_components)
+    )  # [N, K]
+    return log_probs.reshape(mask.shape), mask
 
 
 def _masked_log_mean_exp(log_probs, mask):
@@ -99,9 +68,13 @@ def _masked_log_mean_exp(log_probs, mask):
     return lse - jnp.log(safe_count), has_any
 
 
-def _mixture_log_density(z, means, log_vars, mask, *, chunked):
+def _mixture_log_density(z, means, log_vars, mask, *, broadcast_form=False):
+    """(log p(z), has_any); ``broadcast_form`` evaluates every pair with [..., K, d] temporaries."""
     z, means, log_vars, mask = _check_mixture_args(z, means, log_vars, mask)
-    log_probs = _component_log_probs(z, means, log_vars, chunked=chunked)  # [..., K]
+    if broadcast_form or means.ndim > 2 or log_vars.ndim > 2:
+        log_probs = _gaussian.log_normal_diag(z[..., None, :], means, log_vars)  # [..., K]
+    else:
+        log_probs, mask = _shared_log_probs(z, means, log_vars, mask)  # [..., K]
     return _masked_log_mean_exp(log_probs, mask)
 
 
@@ -120,10 +93,12 @@ def gaussian_mixture_log_density(
 
     In C-GMVAE the components are the per-label Gaussians of the label encoder and ``A`` is the
     set of positive labels of an example. With shared components (``means`` of shape ``[K, d]``)
-    the squared distances are summed directly, a chunk of components at a time, so memory is
-    ``O(B K)`` rather than ``O(B K d)`` and values and gradients are exact to float32 rounding
-    for any variance (expanding the square into matrix products is faster but loses hundreds
-    of nats at log-variance -15). All component parameters (active or not) must be finite.
+    only the active (row, component) pairs are evaluated, summing the squared distances
+    directly, so memory is ``O(B K)`` rather than ``O(B K d)``, work follows the number of
+    active pairs, and values and gradients are exact to float32 rounding for any variance
+    (expanding the square into matrix products loses hundreds of nats at log-variance -15).
+    The gradient is then reverse-mode only (a custom VJP). With per-example components all
+    parameters (active or not) must be finite.
     The official code adds ``-1e6`` to inactive entries; here they are excluded exactly
     (``jax.nn.logsumexp(..., where=mask)``).
 
@@ -159,13 +134,13 @@ def gaussian_mixture_log_density(
       Bai et al., `C-GMVAE <https://arxiv.org/abs/2112.00976>`_, ICML 2022, Eq. for the
       mixture prior p(z|y) (github.com/JunwenBai/C-GMVAE ``utils.py``).
     """
-    log_p, has_any = _mixture_log_density(z, means, log_vars, mask, chunked=True)
+    log_p, has_any = _mixture_log_density(z, means, log_vars, mask)
     return jnp.where(has_any, log_p, -jnp.inf)
 
 
 def _gaussian_mixture_log_density_reference(z, means, log_vars, mask) -> jax.Array:
     """`gaussian_mixture_log_density` in the plain broadcasting form ([..., K, d] temporaries)."""
-    log_p, has_any = _mixture_log_density(z, means, log_vars, mask, chunked=False)
+    log_p, has_any = _mixture_log_density(z, means, log_vars, mask, broadcast_form=True)
     return jnp.where(has_any, log_p, -jnp.inf)
 
 
@@ -227,9 +202,7 @@ def mixture_kl_single_sample(
     """
     z = _checks.as_float("z", z)
     log_q = _gaussian.log_normal_diag(z, mean, log_var)  # [...]
-    log_p, has_any = _mixture_log_density(
-        z, prior_means, prior_log_vars, mask, chunked=True
-    )  # [...]
+    log_p, has_any = _mixture_log_density(z, prior_means, prior_log_vars, mask)  # [...]
     _checks.broadcast_shapes(("log q(z) batch", log_q.shape), ("log p(z) batch", log_p.shape))
     # log_p is finite even for rows with no active component, so this where has zero
     # (not NaN) gradients for them.

@@ -1,0 +1,483 @@
+"""Tests for the mixture prior: gaussian_mixture_log_density and mixture_kl_single_sample.
+
+References are float64 NumPy: a loop over components for the plain cases, and closed-form
+values and gradients on a grid of variances, means and samples that breaks the float32
+expansion of the quadratic form (the exactness grid).
+"""
+
+import functools
+import math
+from unittest import mock
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+from jax import test_util as jtu
+
+from cgmvae_jax import losses
+from cgmvae_jax.losses import _active_pairs, _mixture
+
+_ATOL = 1e-5
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _to64(*arrays):
+    return tuple(np.asarray(a, np.float64) for a in arrays)
+
+
+# ------------------------------------------------------------------------------------------------
+# Float64 NumPy references.
+
+
+def _np_log_normal(x, mean, log_var):
+    x, mean, log_var = _to64(x, mean, log_var)
+    return -0.5 * np.sum(_LOG_2PI + log_var + (x - mean) ** 2 / np.exp(log_var))
+
+
+def _np_mixture_loop(z, means, log_vars, mask):
+    """z [B, d]; means, log_vars [K, d] or [B, K, d]; mask [B, K] -> [B], a loop."""
+    out = []
+    for b in range(z.shape[0]):
+        m = means if means.ndim == 2 else means[b]
+        v = log_vars if log_vars.ndim == 2 else log_vars[b]
+        vals = [_np_log_normal(z[b], m[k], v[k]) for k in range(m.shape[0]) if mask[b, k]]
+        if not vals:
+            out.append(-np.inf)
+            continue
+        top = max(vals)
+        out.append(top + math.log(np.mean(np.exp(np.array(vals) - top))))
+    return np.array(out)
+
+
+def _np_mixture_with_gradients(z, mean, log_var, means, log_vars, mask, g):
+    """Values, gradients of sum(g * f) and their scales (sums of |terms|), float64.
+
+    Returns dicts for f = log p (inputs z, means, log_vars) and f = the KL estimate (inputs
+    z, mean, log_var, means, log_vars). The scale of an entry is the float64 sum of the
+    absolute values of the terms that make it up: a float32 computation is at best accurate
+    relative to it, not to the (possibly cancelled) sum.
+    """
+    z, mean, log_var, means, log_vars, g = _to64(z, mean, log_var, means, log_vars, g)
+    diff = z[:, None, :] - means  # [B, K, d]
+    precision = np.exp(-log_vars)  # [K, d]
+    comp = -0.5 * np.sum(_LOG_2PI + log_vars + diff**2 * precision, axis=-1)  # [B, K]
+    has_any = mask.any(-1)
+    top = np.max(np.where(mask, comp, -np.inf), axis=-1, initial=-np.inf)
+    top = np.where(has_any, top, 0.0)
+    weights = np.exp(np.where(mask, comp, -np.inf) - top[:, None])  # 0 where inactive
+    total = np.where(has_any, weights.sum(-1), 1.0)
+    log_p = np.where(has_any, top + np.log(total) - np.log(np.maximum(mask.sum(-1), 1)), -np.inf)
+    w = g[:, None] * weights / total[:, None]  # [B, K]
+    scaled = diff * precision  # [B, K, d]
+    mix = {
+        "value": log_p,
+        "value_scale": np.abs(log_p),
+        "grads": (
+            -np.einsum("bk,bkd->bd", w, scaled),
+            np.einsum("bk,bkd->kd", w, scaled),
+            -0.5 * np.einsum("bk,bkd->kd", w, 1.0 - diff * scaled),
+        ),
+        "scales": (
+            np.einsum("bk,bkd->bd", np.abs(w), np.abs(scaled)),
+            np.einsum("bk,bkd->kd", np.abs(w), np.abs(scaled)),
+            0.5 * np.einsum("bk,bkd->kd", np.abs(w), 1.0 + diff * scaled),
+        ),
+    }
+    q_diff, q_precision = z - mean, np.exp(-log_var)
+    log_q = -0.5 * np.sum(_LOG_2PI + log_var + q_diff**2 * q_precision, axis=-1)
+    gq = np.where(has_any, g, 0.0)[:, None]  # rows without a component give KL 0
+    keep = has_any[:, None]
+    kl = {
+        "value": np.where(has_any, log_q - np.where(has_any, log_p, 0.0), 0.0),
+        "value_scale": np.where(has_any, np.abs(log_q) + np.abs(np.where(has_any, log_p, 0)), 0),
+        "grads": (
+            -gq * q_diff * q_precision - keep * mix["grads"][0],
+            gq * q_diff * q_precision,
+            -0.5 * gq * (1.0 - q_diff**2 * q_precision),
+            -mix["grads"][1],
+            -mix["grads"][2],
+        ),
+        "scales": (
+            np.abs(gq * q_diff * q_precision) + mix["scales"][0],
+            np.abs(gq * q_diff * q_precision),
+            0.5 * np.abs(gq) * (1.0 + q_diff**2 * q_precision),
+            mix["scales"][1],
+            mix["scales"][2],
+        ),
+    }
+    return mix, kl
+
+
+def _assert_within(test, got, want, scale, what):
+    """|got - want| <= max(1e-3, 1e-4 * scale) wherever `want` is finite; equal elsewhere."""
+    got, want, scale = np.asarray(got, np.float64), np.asarray(want, np.float64), scale
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=what)
+    error = np.abs(got[finite] - want[finite])
+    bound = np.maximum(1e-3, 1e-4 * np.abs(np.broadcast_to(scale, want.shape)[finite]))
+    test.assertTrue(np.all(error <= bound), f"{what}: worst error / bound {np.max(error / bound)}")
+
+
+def _random_mixture_inputs(seed, batch=5, num_components=7, dim=3, per_example=False):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(batch, dim)).astype(np.float32)
+    shape = (batch, num_components, dim) if per_example else (num_components, dim)
+    means = rng.normal(size=shape).astype(np.float32)
+    log_vars = (0.5 * rng.normal(size=shape)).astype(np.float32)
+    mask = rng.random((batch, num_components)) < 0.5
+    mask[0] = True  # all active
+    mask[1] = False
+    mask[1, 2] = True  # exactly one active
+    return z, means, log_vars, mask
+
+
+def _max_intermediate_size(closed_jaxpr):
+    """Largest number of elements of any value computed in a jaxpr (recursing into calls)."""
+    best = 0
+
+    def visit(jaxpr):
+        nonlocal best
+        for eqn in jaxpr.eqns:
+            for var in eqn.outvars:
+                best = max(best, int(np.prod(var.aval.shape)))
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (tuple, list)) else (param,):
+                    if hasattr(sub, "eqns"):
+                        visit(sub)
+                    elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+                        visit(sub.jaxpr)
+
+    visit(closed_jaxpr.jaxpr)
+    return best
+
+
+def _mixture_sum(z, means, log_vars, mask):
+    """Sum over the rows that have a component (the caller's masked reduction)."""
+    values = losses.gaussian_mixture_log_density(z, means, log_vars, mask)
+    return jnp.sum(jnp.where(jnp.any(mask, axis=-1), values, 0.0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Exactness over variances, means and samples: values and gradients against float64.
+
+_GRID_SHAPE = dict(batch=16, num_components=12, dim=32)
+
+
+def _grid_inputs(log_var, spread, near, seed):
+    """Components with log-variance ~ `log_var` and means in [-spread, spread]; samples drawn
+    near their component (one standard deviation) or far from it (4 units per dimension)."""
+    rng = np.random.default_rng(seed)
+    batch, num_components, dim = _GRID_SHAPE.values()
+    means = rng.uniform(-spread, spread, size=(num_components, dim))
+    log_vars = log_var + 0.1 * rng.normal(size=(num_components, dim))
+    owner = rng.integers(0, num_components, size=batch)
+    noise = np.exp(0.5 * log_vars[owner]) if near else 4.0
+    z = means[owner] + noise * rng.normal(size=(batch, dim))
+    mean, log_var_q = z + 0.5 * rng.normal(size=z.shape), rng.normal(size=z.shape)
+    mask = rng.random((batch, num_components)) < 0.3
+    mask[np.arange(batch), owner] = True
+    mask[0] = True  # all active
+    mask[1] = False  # none
+    mask[2] = np.arange(num_components) == owner[2]  # exactly one
+    g = rng.normal(size=batch)
+    as32 = lambda a: np.asarray(a, np.float32)
+    return tuple(map(as32, (z, mean, log_var_q, means, log_vars))) + (mask, as32(g))
+
+
+def _values_and_grads(fn, args, mask, g):
+    """`fn(*args, mask)` and the gradients of sum(g * fn) over rows with a component."""
+
+    def total(*a):
+        values = fn(*a, mask)
+        return jnp.sum(jnp.where(jnp.any(mask, -1), g * values, 0.0)), values
+
+    argnums = tuple(range(len(args)))
+    (_, values), grads = jax.value_and_grad(total, argnums=argnums, has_aux=True)(*args)
+    return values, grads
+
+
+_values_and_grads_jit = jax.jit(_values_and_grads, static_argnums=0)
+
+
+class ExactnessGridTest(parameterized.TestCase):
+    """Values and gradients within max(1e-3, 1e-4 * scale) of float64, for every variance.
+
+    The matrix-product expansion of the quadratic form fails this grid by up to 10^5 tolerances
+    at log-variance -15 with spread-out means (its terms are ~(z^2 + m^2)/var each).
+    """
+
+    @parameterized.named_parameters(
+        (f"logvar{lv}_{'spread50' if spread > 10 else 'spread4'}_{'near' if near else 'far'}",
+         lv, spread, near)
+        for lv in (-15, -8, -4, 0, 4, 15)
+        for spread in (4.0, 50.0)
+        for near in (True, False)
+    )  # fmt: skip
+    def test_values_and_gradients_match_float64(self, log_var, spread, near):
+        z, mean, log_var_q, means, log_vars, mask, g = _grid_inputs(
+            log_var, spread, near, seed=abs(log_var) * 4 + int(spread) + near
+        )
+        want_mix, want_kl = _np_mixture_with_gradients(z, mean, log_var_q, means, log_vars, mask, g)
+        density = losses.gaussian_mixture_log_density
+        values, grads = _values_and_grads_jit(density, (z, means, log_vars), mask, g)
+        chex.assert_shape(values, (z.shape[0],))
+        self.assertEqual(values[1], -np.inf)  # the row without a component
+        _assert_within(self, values, want_mix["value"], want_mix["value_scale"], "log p")
+        for name, got, want, scale in zip(
+            ("z", "means", "log_vars"), grads, want_mix["grads"], want_mix["scales"], strict=True
+        ):
+            _assert_within(self, got, want, scale, f"d log p / d {name}")
+        kl = losses.mixture_kl_single_sample
+        values, grads = _values_and_grads_jit(kl, (z, mean, log_var_q, means, log_vars), mask, g)
+        self.assertEqual(float(values[1]), 0.0)
+        _assert_within(self, values, want_kl["value"], want_kl["value_scale"], "KL")
+        names = ("z", "mean", "log_var", "prior_means", "prior_log_vars")
+        for name, got, want, scale in zip(
+            names, grads, want_kl["grads"], want_kl["scales"], strict=True
+        ):
+            _assert_within(self, got, want, scale, f"d KL / d {name}")
+
+    @parameterized.named_parameters(("one_slot_per_step", 1), ("three_slots_per_step", 3))
+    def test_rows_with_more_active_components_than_slots(self, max_slots):
+        # Several while-loop steps: rows with 0, 1, 5 and all 12 active components.
+        z, mean, log_var_q, means, log_vars, mask, g = _grid_inputs(-8, 50.0, True, seed=5)
+        mask[3] = np.arange(12) < 5
+        want_mix, _ = _np_mixture_with_gradients(z, mean, log_var_q, means, log_vars, mask, g)
+        density = losses.gaussian_mixture_log_density
+        with mock.patch.object(_active_pairs, "_MAX_SLOTS", max_slots):  # read when tracing
+            values, grads = jax.jit(lambda *a: _values_and_grads(density, *a))(
+                (z, means, log_vars), mask, g
+            )
+        _assert_within(self, values, want_mix["value"], want_mix["value_scale"], "log p")
+        for got, want, scale in zip(grads, want_mix["grads"], want_mix["scales"], strict=True):
+            _assert_within(self, got, want, scale, "gradient")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class GaussianMixtureLogDensityTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("shared", False), ("per_example", True))
+    def test_matches_numpy_loop(self, per_example):
+        z, means, log_vars, mask = _random_mixture_inputs(3, per_example=per_example)
+        mask[1] = False  # a row with nothing active
+        got = self.variant(losses.gaussian_mixture_log_density)(z, means, log_vars, mask)
+        chex.assert_shape(got, (5,))
+        chex.assert_type(got, jnp.float32)
+        self.assertEqual(got[1], -np.inf)
+        want = _np_mixture_loop(z, means, log_vars, mask)
+        chex.assert_trees_all_close(got, want.astype(np.float32), atol=_ATOL, rtol=1e-5)
+
+    @parameterized.named_parameters(
+        ("none_active", "none"), ("one_active", "one"), ("all_active", "all"), ("random", "random")
+    )
+    def test_active_pairs_equal_broadcast_form(self, kind):
+        z, means, log_vars, mask = _random_mixture_inputs(4, batch=6, num_components=11, dim=8)
+        mask = {"none": mask & False, "one": np.eye(6, 11, dtype=bool), "all": mask | True}.get(
+            kind, mask
+        )
+        fast = functools.partial(_mixture_sum, mask=mask)
+        slow = lambda *a: jnp.sum(
+            jnp.where(mask.any(-1), _mixture._gaussian_mixture_log_density_reference(*a, mask), 0.0)
+        )
+        args = (z, means, log_vars)
+        got = jax.jit(jax.value_and_grad(fast, argnums=(0, 1, 2)))(*args)
+        want = jax.jit(jax.value_and_grad(slow, argnums=(0, 1, 2)))(*args)
+        chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-5)
+
+    def test_shared_components_do_not_materialise_batch_by_component_by_dim(self):
+        batch, num_components, dim = 64, 2048, 32
+        z, means, log_vars, mask = _random_mixture_inputs(
+            0, batch=batch, num_components=num_components, dim=dim
+        )
+        size = batch * num_components * dim
+        grad = jax.grad(functools.partial(_mixture_sum, mask=mask), argnums=(0, 1, 2))
+        self.assertLess(_max_intermediate_size(jax.make_jaxpr(grad)(z, means, log_vars)), size)
+        slow = jax.make_jaxpr(_mixture._gaussian_mixture_log_density_reference)(
+            z, means, log_vars, mask
+        )
+        self.assertGreaterEqual(_max_intermediate_size(slow), size)  # the check can fail
+
+    @parameterized.named_parameters(
+        ("one_active", [1, 0, 0, 0]), ("two_active", [0, 1, 1, 0]), ("all_active", [1, 1, 1, 1])
+    )
+    def test_inactive_components_do_not_change_result(self, active):
+        rng = np.random.default_rng(4)
+        z = rng.normal(size=(1, 3)).astype(np.float32)
+        means = rng.normal(size=(4, 3)).astype(np.float32)
+        log_vars = rng.normal(size=(4, 3)).astype(np.float32)
+        mask = np.array([active], bool)
+        fn = jax.jit(losses.gaussian_mixture_log_density)
+        base = fn(z, means, log_vars, mask)
+        means2, log_vars2 = means.copy(), log_vars.copy()
+        means2[~mask[0]] = 30.0 * rng.normal(size=(int((~mask[0]).sum()), 3))
+        log_vars2[~mask[0]] = -5.0
+        chex.assert_trees_all_close(fn(z, means2, log_vars2, mask), base, rtol=1e-6)
+        extra_means = np.concatenate([means, 50.0 * np.ones((3, 3), np.float32)])
+        extra_log_vars = np.concatenate([log_vars, -3.0 * np.ones((3, 3), np.float32)])
+        extra_mask = np.concatenate([mask, np.zeros((1, 3), bool)], axis=1)
+        chex.assert_trees_all_close(
+            fn(z, extra_means, extra_log_vars, extra_mask), base, atol=_ATOL, rtol=1e-6
+        )
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_two_equal_components_minus_log_two_relative_to_one(self):
+        z = jnp.zeros((1, 4))
+        means = jnp.stack([jnp.zeros(4), jnp.full(4, 100.0)])
+        fn = self.variant(losses.gaussian_mixture_log_density)
+        one = fn(z, means, jnp.zeros((2, 4)), jnp.array([[1, 0]]))
+        two = fn(z, means, jnp.zeros((2, 4)), jnp.array([[1, 1]]))
+        chex.assert_trees_all_close(one - two, jnp.array([math.log(2)]), atol=_ATOL)
+        chex.assert_trees_all_close(one, jnp.array([-2 * _LOG_2PI]), atol=_ATOL)
+
+    @parameterized.named_parameters(("shared", False), ("per_example", True))
+    def test_empty_rows_give_minus_inf_and_exactly_zero_gradients(self, per_example):
+        z, means, log_vars, mask = _random_mixture_inputs(6, per_example=per_example)
+        mask[2] = False
+        fn = losses.gaussian_mixture_log_density
+        values = jax.jit(fn)(z, means, log_vars, mask)
+        self.assertEqual(values[2], -np.inf)
+        grads = jax.jit(jax.grad(functools.partial(_mixture_sum, mask=mask), argnums=(0, 1, 2)))(
+            z, means, log_vars
+        )
+        chex.assert_tree_all_finite(grads)
+        np.testing.assert_array_equal(grads[0][2], 0.0)
+        self.assertGreater(np.abs(grads[0][0]).sum(), 0.0)
+        empty = np.zeros_like(mask)
+        self.assertTrue(np.all(jax.jit(fn)(z, means, log_vars, empty) == -np.inf))
+        grads = jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a, empty)), argnums=(0, 1, 2)))(
+            z, means, log_vars
+        )
+        chex.assert_trees_all_equal(grads, jax.tree.map(np.zeros_like, grads))
+
+    @parameterized.named_parameters(("shared", False), ("per_example", True))
+    def test_gradients_match_finite_differences(self, per_example):
+        z, means, log_vars, mask = _random_mixture_inputs(7, per_example=per_example)
+        mask[:, 0] = True  # no -inf rows inside check_grads
+        fn = lambda z, m, v: losses.gaussian_mixture_log_density(z, m, v, mask)
+        with jax.enable_x64(True):
+            jtu.check_grads(jax.jit(fn), _to64(z, means, log_vars), order=1, modes=["rev"])
+
+    def test_vmap_and_leading_batch_dims(self):
+        fn = losses.gaussian_mixture_log_density
+        z, means, log_vars, mask = _random_mixture_inputs(9, batch=6)
+        flat = jax.jit(fn)(z, means, log_vars, mask)
+        mapped = jax.jit(jax.vmap(fn, in_axes=(0, None, None, 0)))(z, means, log_vars, mask)
+        chex.assert_trees_all_close(mapped, flat, atol=_ATOL, rtol=1e-6)
+        shaped = jax.jit(fn)(z.reshape(2, 3, -1), means, log_vars, mask.reshape(2, 3, -1))
+        chex.assert_shape(shaped, (2, 3))
+        chex.assert_trees_all_close(shaped.reshape(-1), flat, rtol=1e-6)
+        many = jax.jit(fn)(z[:1], means, log_vars, mask)  # one sample, many masks
+        chex.assert_shape(many, (6,))
+        chex.assert_trees_all_close(many[0], flat[0], rtol=1e-6)
+
+    def test_bfloat16_inputs(self):
+        z, means, log_vars, mask = _random_mixture_inputs(10)
+        as_bf16 = [jnp.asarray(a, jnp.bfloat16) for a in (z, means, log_vars)]
+        got = jax.jit(losses.gaussian_mixture_log_density)(*as_bf16, mask)
+        chex.assert_type(got, jnp.float32)
+        want = _np_mixture_loop(*_to64(*as_bf16), mask)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+class MixtureKlSingleSampleTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("near", 0.1), ("far", 4.0))
+    def test_zero_when_single_active_component_equals_q(self, scale):
+        rng = np.random.default_rng(11)
+        mean = rng.normal(size=(3, 4)).astype(np.float32)
+        log_var = (0.3 * rng.normal(size=(3, 4))).astype(np.float32)
+        z = (mean + scale * rng.normal(size=(3, 4))).astype(np.float32)
+        prior_means = np.stack([mean, rng.normal(size=(3, 4))], axis=1).astype(np.float32)
+        prior_log_vars = np.stack([log_var, rng.normal(size=(3, 4))], axis=1).astype(np.float32)
+        mask = np.array([[1, 0]] * 3)
+        fn = self.variant(losses.mixture_kl_single_sample)
+        got = fn(z, mean, log_var, prior_means, prior_log_vars, mask)
+        chex.assert_trees_all_close(got, np.zeros(3, np.float32), atol=_ATOL)
+        # Shared prior: the first component equals q for example 0.
+        got = fn(z[:1], mean[:1], log_var[:1], prior_means[0], prior_log_vars[0], mask[:1])
+        chex.assert_trees_all_close(got, np.zeros(1, np.float32), atol=_ATOL)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_log_two_with_one_equal_and_one_far_component(self):
+        z = jnp.array([[0.3, -1.2, 0.5]])
+        mean, log_var = jnp.zeros((1, 3)), jnp.zeros((1, 3))
+        prior_means = jnp.stack([jnp.zeros(3), jnp.full(3, 100.0)])
+        got = self.variant(losses.mixture_kl_single_sample)(
+            z, mean, log_var, prior_means, jnp.zeros((2, 3)), jnp.array([[1, 1]])
+        )
+        chex.assert_trees_all_close(got, jnp.array([0.6931472]), atol=_ATOL)
+
+    def test_inactive_components_do_not_change_kl(self):
+        rng = np.random.default_rng(12)
+        z, mean, log_var = (rng.normal(size=(2, 3)).astype(np.float32) for _ in range(3))
+        prior_means = rng.normal(size=(3, 3)).astype(np.float32)
+        prior_log_vars = rng.normal(size=(3, 3)).astype(np.float32)
+        mask = np.array([[1, 0, 1], [0, 1, 0]])
+        fn = jax.jit(losses.mixture_kl_single_sample)
+        base = fn(z, mean, log_var, prior_means, prior_log_vars, mask)
+        more_means = np.concatenate([prior_means, 20 * rng.normal(size=(4, 3))]).astype(np.float32)
+        more_log_vars = np.concatenate([prior_log_vars, rng.normal(size=(4, 3))]).astype(np.float32)
+        more_mask = np.concatenate([mask, np.zeros((2, 4), int)], axis=1)
+        got = fn(z, mean, log_var, more_means, more_log_vars, more_mask)
+        chex.assert_trees_all_close(got, base, atol=_ATOL)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("shared", False), ("per_example", True))
+    def test_matches_numpy(self, per_example):
+        z, prior_means, prior_log_vars, mask = _random_mixture_inputs(13, per_example=per_example)
+        rng = np.random.default_rng(13)
+        mean = rng.normal(size=z.shape).astype(np.float32)
+        log_var = (0.5 * rng.normal(size=z.shape)).astype(np.float32)
+        got = self.variant(losses.mixture_kl_single_sample)(
+            z, mean, log_var, prior_means, prior_log_vars, mask
+        )
+        log_q = [_np_log_normal(z[b], mean[b], log_var[b]) for b in range(len(z))]
+        want = np.array(log_q) - _np_mixture_loop(z, prior_means, prior_log_vars, mask)
+        chex.assert_shape(got, (5,))
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+
+    @parameterized.named_parameters(("shared", False), ("per_example", True))
+    def test_empty_rows_give_exact_zero_and_zero_gradients(self, per_example):
+        z, prior_means, prior_log_vars, mask = _random_mixture_inputs(14, per_example=per_example)
+        mask[3] = False
+        mean, log_var = z + 0.5, z * 0.1
+        fn = losses.mixture_kl_single_sample
+        args = (z, mean, log_var, prior_means, prior_log_vars)
+        self.assertEqual(float(jax.jit(fn)(*args, mask)[3]), 0.0)
+        grad_fn = lambda m: jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a, m)), argnums=range(5)))
+        grads = grad_fn(mask)(*args)
+        chex.assert_tree_all_finite(grads)
+        for g in grads[:3]:
+            np.testing.assert_array_equal(g[3], 0.0)
+        grads = grad_fn(np.zeros_like(mask))(*args)
+        chex.assert_trees_all_equal(grads, jax.tree.map(np.zeros_like, grads))
+
+    def test_gradients_match_finite_differences(self):
+        z, prior_means, prior_log_vars, mask = _random_mixture_inputs(15)
+        mask[1] = False  # an empty row: its gradient is exactly zero
+        mean, log_var = z * 0.5, z * 0.2
+        fn = lambda *a: losses.mixture_kl_single_sample(*a, mask)
+        args = _to64(z, mean, log_var, prior_means, prior_log_vars)
+        with jax.enable_x64(True):
+            jtu.check_grads(jax.jit(fn), args, order=1, modes=["rev"])
+
+    def test_vmap_and_bfloat16(self):
+        fn = losses.mixture_kl_single_sample
+        z, prior_means, prior_log_vars, mask = _random_mixture_inputs(16)
+        args = (z, z * 0.5, z * 0.2, prior_means, prior_log_vars)
+        want = jax.jit(fn)(*args, mask)
+        mapped = jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None, None, 0)))(*args, mask)
+        chex.assert_trees_all_close(mapped, want, atol=_ATOL)
+        as_bf16 = [jnp.asarray(a, jnp.bfloat16) for a in args]
+        got = jax.jit(fn)(*as_bf16, mask)
+        chex.assert_type(got, jnp.float32)
+        want = jax.jit(fn)(*(jnp.asarray(a, jnp.float32) for a in as_bf16), mask)
+        chex.assert_trees_all_close(got, want, atol=_ATOL)
+
+
+if __name__ == "__main__":
+    absltest.main()

@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,7 +46,8 @@ def _np_asl_stop_grad_gradient(logits, labels, gamma_pos, gamma_neg, clip, eps):
     return np.where(labels, grad_pos, grad_neg)
 
 
-class AsymmetricLossTest(parameterized.TestCase):
+class AsymmetricLossTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
         ("bce", [2.0, -1.0, 0.0], [1, 0, 0], dict(gamma_neg=0.0, clip=0.0), 1.1333369),
         ("bce_clip_none", [2.0, -1.0, 0.0], [1, 0, 0], dict(gamma_neg=0.0, clip=None), 1.1333369),
@@ -55,14 +57,16 @@ class AsymmetricLossTest(parameterized.TestCase):
         ("positive_gamma_one", [0.0], [1], dict(gamma_pos=1.0), 0.3465736),
     )
     def test_oracles(self, logits, labels, kwargs, want):
-        fn = jax.jit(functools.partial(losses.asymmetric_loss, **kwargs))
+        fn = self.variant(functools.partial(losses.asymmetric_loss, **kwargs))
         got = fn(jnp.array([logits]), jnp.array([labels]))
-        np.testing.assert_allclose(got, [want], atol=1e-6)
+        chex.assert_shape(got, (1,))
+        chex.assert_trees_all_close(got, jnp.array([want], jnp.float32), atol=1e-6)
         if want == 0.0:
             self.assertEqual(float(got[0]), 0.0)
             grad = jax.grad(lambda x: jnp.sum(fn(x, jnp.array([labels]))))(jnp.array([logits]))
             np.testing.assert_array_equal(grad, 0.0)
 
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
         ("defaults", 0.0, 4.0, 0.05, 1e-8),
         ("focal_both", 1.0, 2.0, 0.1, 1e-8),
@@ -72,12 +76,13 @@ class AsymmetricLossTest(parameterized.TestCase):
         rng = np.random.default_rng(40)
         logits = (3 * rng.normal(size=(5, 6))).astype(np.float32)
         labels = rng.random((5, 6)) < 0.4
-        fn = jax.jit(
+        fn = self.variant(
             functools.partial(
                 losses.asymmetric_loss, gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, eps=eps
             )
         )
         got = fn(logits, labels)
+        chex.assert_shape(got, (5,))
         want = _np_asl(logits, labels, gamma_pos, gamma_neg, clip, eps)
         np.testing.assert_allclose(got, want, atol=_ATOL, rtol=1e-5)
         # No normalisation: the per-example value is the sum of one-label losses.
@@ -125,24 +130,22 @@ class AsymmetricLossTest(parameterized.TestCase):
                 self.assertTrue(np.isfinite(value), (gamma_pos, gamma_neg))
                 self.assertTrue(np.all(np.isfinite(grad)), (gamma_pos, gamma_neg))
 
-    def test_jit_vmap_and_bfloat16(self):
+    def test_vmap_equals_batched_call(self):
         rng = np.random.default_rng(43)
-        # The un-jitted call uses the docstring example's shapes and dtypes (shared eager cache).
-        small_logits, small_labels = (
-            rng.normal(size=(1, 3)).astype(np.float32),
-            jnp.array([[1, 0, 1]]),
-        )
-        plain = losses.asymmetric_loss(small_logits, small_labels)
-        jitted = jax.jit(losses.asymmetric_loss)(small_logits, small_labels)
-        np.testing.assert_allclose(jitted, plain, 1e-6)
         logits = rng.normal(size=(4, 5)).astype(np.float32)
         labels = rng.random((4, 5)) < 0.5
         mapped = jax.jit(jax.vmap(losses.asymmetric_loss))(logits, labels)
-        np.testing.assert_allclose(mapped, jax.jit(losses.asymmetric_loss)(logits, labels), 1e-6)
-        as_bf16 = jnp.asarray(logits, jnp.bfloat16)
-        got = jax.jit(losses.asymmetric_loss)(as_bf16, labels)
-        self.assertEqual(got.dtype, jnp.float32)
-        want = _np_asl(np.asarray(as_bf16, np.float64), labels, 0.0, 4.0, 0.05, 1e-8)
+        want = jax.jit(losses.asymmetric_loss)(logits, labels)
+        chex.assert_trees_all_close(mapped, want, rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_bfloat16_logits_give_float32(self):
+        rng = np.random.default_rng(44)
+        logits = jnp.asarray(rng.normal(size=(4, 5)), jnp.bfloat16)
+        labels = rng.random((4, 5)) < 0.5
+        got = self.variant(losses.asymmetric_loss)(logits, labels)
+        chex.assert_type(got, jnp.float32)
+        want = _np_asl(np.asarray(logits, np.float64), labels, 0.0, 4.0, 0.05, 1e-8)
         np.testing.assert_allclose(got, want, atol=_ATOL, rtol=1e-5)
 
 

@@ -3,6 +3,7 @@
 import functools
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,12 +30,14 @@ def _np_clml(features, labels, delta=1.0, lam=1.0):
     return lam / features.shape[0] * (local - norm(features))
 
 
-class CorrectMissingLabelsTest(parameterized.TestCase):
+class CorrectMissingLabelsTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(("before_start", 0, [0, 0]), ("from_start", 1, [1, 0]))
     def test_oracle(self, epoch, want):
-        fn = jax.jit(functools.partial(losses.correct_missing_labels, threshold=0.75))
-        got = fn(jnp.array([2.0, -3.0]), jnp.array([0, 0]), epoch=epoch)  # epoch is traced
-        np.testing.assert_array_equal(got, want)
+        # sigmoid(2) = 0.881 > 0.75: switched on from the start epoch; epoch may be traced.
+        fn = self.variant(functools.partial(losses.correct_missing_labels, threshold=0.75))
+        got = fn(jnp.array([2.0, -3.0]), jnp.array([0, 0]), epoch=epoch)
+        chex.assert_trees_all_equal(got, jnp.array(want))
 
     def test_positives_are_never_removed_and_dtype_is_kept(self):
         logits = jnp.array([[-9.0, 9.0, 0.5], [3.0, -1.0, 1.2]])
@@ -46,30 +49,32 @@ class CorrectMissingLabelsTest(parameterized.TestCase):
         self.assertEqual(got_bool.dtype, jnp.bool_)
 
 
-class ClmlLossTest(parameterized.TestCase):
+class ClmlLossTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
         ("identity_distinct_labels", 1.0, [[1, 0], [0, 1]], 0.0),
         ("identity_one_shared_label", 1.0, [[1, 0], [1, 0]], 0.5),
         ("scaled_identity", 3.0, [[1, 0], [0, 1]], 0.0),
     )
     def test_oracles(self, scale, labels, want):
-        fn = jax.jit(losses.clml_loss)
+        fn = self.variant(losses.clml_loss)
         got = fn(scale * jnp.eye(2), jnp.full((2, 2), -5.0), jnp.array(labels), epoch=0)
-        self.assertEqual(got.shape, ())
-        np.testing.assert_allclose(got, want, atol=1e-6)
+        chex.assert_shape(got, ())
+        chex.assert_trees_all_close(got, jnp.float32(want), atol=1e-6)
 
-    def test_matches_numpy_with_correction(self):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("before_correction", 0), ("with_correction", 3))
+    def test_matches_numpy(self, epoch):
         rng = np.random.default_rng(70)
         features = rng.normal(size=(6, 4)).astype(np.float32)
         logits = (2 * rng.normal(size=(6, 5))).astype(np.float32)
         labels = (rng.random((6, 5)) < 0.3).astype(np.int32)
         labels[:, 4] = 0
         logits[:, 4] = -9.0  # label 4 has no member: contributes delta
-        fn = jax.jit(functools.partial(losses.clml_loss, delta=1.5, lam=0.7))
-        for epoch in (0, 3):
-            corrected = np.where((_np_sigmoid(logits) > 0.75) & (epoch >= 1), 1, labels)
-            want = _np_clml(features, corrected, delta=1.5, lam=0.7)
-            np.testing.assert_allclose(fn(features, logits, labels, epoch=epoch), want, rtol=1e-5)
+        fn = self.variant(functools.partial(losses.clml_loss, delta=1.5, lam=0.7))
+        corrected = np.where((_np_sigmoid(logits) > 0.75) & (epoch >= 1), 1, labels)
+        want = _np_clml(features, corrected, delta=1.5, lam=0.7)
+        np.testing.assert_allclose(fn(features, logits, labels, epoch=epoch), want, rtol=1e-5)
 
     def test_scaling(self):
         rng = np.random.default_rng(71)

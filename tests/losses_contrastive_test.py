@@ -3,6 +3,7 @@
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,36 +37,40 @@ def _np_contrastive(anchors, label_embeddings, labels, temperature):
     return np.array(out)
 
 
-class LabelContrastiveLossTest(parameterized.TestCase):
+class LabelContrastiveLossTest(chex.TestCase):
     def _fn(self, temperature=1.0):
         return jax.jit(functools.partial(losses.label_contrastive_loss, temperature=temperature))
 
-    def test_one_positive_one_negative_is_softplus(self):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
         # Scores s_p = 0.3, s_n = -0.2, tau = 1/2: softplus((s_n - s_p) / tau) = log(1 + e^-1).
-        anchors = jnp.array([[1.0, 0.0]])
-        label_embeddings = jnp.array([[0.3, 5.0], [-0.2, -1.0]])
-        got = self._fn(0.5)(anchors, label_embeddings, jnp.array([[1, 0]]))
-        np.testing.assert_allclose(got, [0.3132617], atol=1e-6)
+        ("one_positive_one_negative", [[0.3, 5.0], [-0.2, -1.0]], [1, 0], 0.5, 0.3132617),
+        # All labels positive with equal scores: log L per anchor.
+        ("two_equal_positives", [[0.7, 0.7]] * 2, [1, 1], 1.0, math.log(2)),
+        ("five_equal_positives", [[0.7, 0.7]] * 5, [1] * 5, 1.0, math.log(5)),
+        ("no_positive", [[0.3, 0.0], [-0.2, 0.0]], [0, 0], 1.0, 0.0),
+    )
+    def test_oracles(self, label_embeddings, labels, temperature, want):
+        fn = self.variant(functools.partial(losses.label_contrastive_loss, temperature=temperature))
+        got = fn(jnp.array([[1.0, 0.0]]), jnp.array(label_embeddings), jnp.array([labels]))
+        chex.assert_shape(got, (1,))
+        chex.assert_trees_all_close(got, jnp.array([want], jnp.float32), atol=1e-6)
 
-    @parameterized.named_parameters(("two", 2), ("five", 5))
-    def test_all_positive_equal_scores_give_log_num_labels(self, num_labels):
-        anchors = jnp.ones((3, 4))
-        label_embeddings = jnp.full((num_labels, 4), 0.7)
-        labels = jnp.ones((3, num_labels), bool)
-        got = self._fn()(anchors, label_embeddings, labels)
-        np.testing.assert_allclose(got, np.full(3, math.log(num_labels)), rtol=1e-6)
-
-    def test_matches_numpy(self):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("float32", jnp.float32), ("bfloat16", jnp.bfloat16))
+    def test_matches_numpy(self, dtype):
         rng = np.random.default_rng(30)
-        anchors = rng.normal(size=(6, 5)).astype(np.float32)
-        label_embeddings = rng.normal(size=(7, 5)).astype(np.float32)
+        anchors = jnp.asarray(rng.normal(size=(6, 5)), dtype)
+        label_embeddings = jnp.asarray(rng.normal(size=(7, 5)), dtype)
         labels = rng.random((6, 7)) < 0.4
         labels[0] = False
         labels[1] = True
-        got = self._fn(0.7)(anchors, label_embeddings, labels)
-        np.testing.assert_allclose(
-            got, _np_contrastive(anchors, label_embeddings, labels, 0.7), atol=_ATOL, rtol=1e-5
-        )
+        fn = functools.partial(losses.label_contrastive_loss, temperature=0.7)
+        got = self.variant(fn)(anchors, label_embeddings, labels)
+        chex.assert_shape(got, (6,))
+        chex.assert_type(got, jnp.float32)
+        want = _np_contrastive(*_to64(anchors, label_embeddings), labels, 0.7)
+        np.testing.assert_allclose(got, want, atol=_ATOL, rtol=1e-5)
 
     def test_constant_shift_of_a_row_changes_nothing(self):
         rng = np.random.default_rng(31)
@@ -143,17 +148,6 @@ class LabelContrastiveLossTest(parameterized.TestCase):
         # A traced temperature works too.
         traced = jax.jit(lambda t: fn(anchors, label_embeddings, labels, temperature=t))(0.3)
         np.testing.assert_allclose(traced, jitted, rtol=1e-6)
-
-    def test_bfloat16_inputs(self):
-        rng = np.random.default_rng(35)
-        anchors = jnp.asarray(rng.normal(size=(4, 3)), jnp.bfloat16)
-        label_embeddings = jnp.asarray(rng.normal(size=(5, 3)), jnp.bfloat16)
-        labels = rng.random((4, 5)) < 0.5
-        labels[:, 0] = True
-        got = self._fn()(anchors, label_embeddings, labels)
-        self.assertEqual(got.dtype, jnp.float32)
-        want = _np_contrastive(np.asarray(anchors, np.float64), label_embeddings, labels, 1.0)
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
 if __name__ == "__main__":

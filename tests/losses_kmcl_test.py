@@ -3,6 +3,7 @@
 import functools
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,21 +61,28 @@ def _np_kmcl_contrastive(means, variances, labels, temperature, scale, eps=1e-7)
     return np.array(out)
 
 
-class KmclReconstructionLossTest(parameterized.TestCase):
+class KmclReconstructionLossTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
-        ("one_positive", [1, 0, 0, 0], math.log(4)),
-        ("all_positive", [1, 1, 1, 1], 0.0),
-        ("no_positive", [0, 0, 0, 0], 16.1180957),
+        (f"{name}_{layout}", labels, want, layout)
+        for name, labels, want in (
+            ("one_positive", [1, 0, 0, 0], math.log(4)),
+            ("all_positive", [1, 1, 1, 1], 0.0),
+            ("no_positive", [0, 0, 0, 0], 16.1180957),  # -log(1e-7)
+        )
+        for layout in ("anisotropic", "isotropic")
     )
-    def test_oracles(self, labels, want):
+    def test_oracles(self, labels, want, layout):
         h, logits = jnp.ones((1, 3)), jnp.zeros((1, 4))
-        means, variances = jnp.zeros((1, 4, 3)), jnp.full((1, 4, 3), 2.0)
-        fn = jax.jit(losses.kmcl_reconstruction_loss)
-        got = fn(h, logits, means, variances, jnp.array([labels]))
-        np.testing.assert_allclose(got, [want], atol=1e-5)
-        got_iso = fn(h, logits, means[..., 0], variances[..., 0], jnp.array([labels]))
-        np.testing.assert_allclose(got_iso, [want], atol=1e-5)
+        shape = (1, 4, 3) if layout == "anisotropic" else (1, 4)
+        means, variances = jnp.zeros(shape), jnp.full(shape, 2.0)
+        got = self.variant(losses.kmcl_reconstruction_loss)(
+            h, logits, means, variances, jnp.array([labels])
+        )
+        chex.assert_shape(got, (1,))
+        chex.assert_trees_all_close(got, jnp.array([want], jnp.float32), atol=1e-5)
 
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(("anisotropic", True), ("isotropic", False))
     def test_matches_numpy(self, anisotropic):
         rng = np.random.default_rng(50)
@@ -87,7 +95,8 @@ class KmclReconstructionLossTest(parameterized.TestCase):
         labels = rng.random((batch, num_labels)) < 0.5
         labels[0] = False
         labels[1] = True
-        got = jax.jit(losses.kmcl_reconstruction_loss)(h, logits, means, variances, labels)
+        got = self.variant(losses.kmcl_reconstruction_loss)(h, logits, means, variances, labels)
+        chex.assert_shape(got, (batch,))
         want = _np_kmcl_reconstruction(h, logits, means, variances, labels)
         np.testing.assert_allclose(got, want, atol=_ATOL, rtol=1e-5)
         mapped = jax.jit(jax.vmap(losses.kmcl_reconstruction_loss))(
@@ -132,7 +141,7 @@ class KmclReconstructionLossTest(parameterized.TestCase):
             self.assertTrue(np.all(np.isfinite(g)))
 
 
-class KmclContrastiveLossTest(parameterized.TestCase):
+class KmclContrastiveLossTest(chex.TestCase):
     def test_identical_gaussians_give_maximal_similarity(self):
         means, variances = jnp.ones((2, 1, 5)), jnp.full((2, 1, 5), 3.0)
         log_e = _kmcl._bhattacharyya_log_similarity(
@@ -141,24 +150,27 @@ class KmclContrastiveLossTest(parameterized.TestCase):
         np.testing.assert_allclose(jnp.exp(log_e), np.full((2, 2, 1), 358.65), rtol=1e-4)
         np.testing.assert_allclose(np.exp(1 / 0.17), 358.65, rtol=1e-4)
 
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
-        ("one_label", [[1], [1], [0]], 2 / 3 * math.log(2)),
-        ("two_labels", [[1, 1], [1, 0], [0, 1]], 1.3862944),
-        ("pair", [[1], [1]], -1e-7),
+        (f"{name}_{layout}", labels, want_mean, layout)
+        for name, labels, want_mean in (
+            ("one_label", [[1], [1], [0]], 2 / 3 * math.log(2)),
+            ("two_labels", [[1, 1], [1, 0], [0, 1]], 1.3862944),
+            ("pair", [[1], [1]], -1e-7),  # log(1 + 1e-7)
+        )
+        for layout in ("anisotropic", "isotropic")
     )
-    def test_oracles_with_identical_gaussians(self, labels, want_mean):
+    def test_oracles_with_identical_gaussians(self, labels, want_mean, layout):
         labels = np.array(labels)
         batch, num_labels = labels.shape
-        means, variances = jnp.zeros((batch, num_labels, 4)), jnp.ones((batch, num_labels, 4))
-        fn = jax.jit(losses.kmcl_contrastive_loss)
-        got = fn(means, variances, labels)
-        self.assertEqual(got.shape, (batch,))
-        np.testing.assert_allclose(jnp.mean(got), want_mean, atol=1e-6)
-        got_iso = jax.jit(functools.partial(losses.kmcl_contrastive_loss, distance_scale=4.0))(
-            means[..., 0], variances[..., 0], labels
-        )
-        np.testing.assert_allclose(got_iso, got, atol=1e-6)
+        shape = (batch, num_labels) + ((4,) if layout == "anisotropic" else ())
+        # Isotropic [B, K] stands for D = 4 equal dimensions: the same distance with M = 4.
+        fn = functools.partial(losses.kmcl_contrastive_loss, distance_scale=4.0)
+        got = self.variant(fn)(jnp.zeros(shape), jnp.ones(shape), labels)
+        chex.assert_shape(got, (batch,))
+        chex.assert_trees_all_close(jnp.mean(got), jnp.float32(want_mean), atol=1e-6)
 
+    @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
         ("anisotropic_exact", True, 1.0),
         ("anisotropic_default_scale", True, None),
@@ -174,10 +186,11 @@ class KmclContrastiveLossTest(parameterized.TestCase):
         labels[0] = False
         labels[1] = [True, True, False]
         labels[2] = [True, False, True]
-        fn = jax.jit(
+        fn = self.variant(
             functools.partial(losses.kmcl_contrastive_loss, temperature=0.5, distance_scale=scale)
         )
         got = fn(means, variances, labels)
+        chex.assert_shape(got, (batch,))
         want = _np_kmcl_contrastive(means, variances, labels, 0.5, scale or dim)
         np.testing.assert_allclose(got, want, atol=_ATOL, rtol=1e-5)
         self.assertEqual(float(got[0]), 0.0)

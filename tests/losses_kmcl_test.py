@@ -62,7 +62,7 @@ def _np_kmcl_contrastive(means, variances, labels, temperature, scale, eps=1e-7)
 
 
 class KmclReconstructionLossTest(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
     @parameterized.named_parameters(
         (f"{name}_{layout}", labels, want, layout)
         for name, labels, want in (
@@ -150,7 +150,7 @@ class KmclContrastiveLossTest(chex.TestCase):
         np.testing.assert_allclose(jnp.exp(log_e), np.full((2, 2, 1), 358.65), rtol=1e-4)
         np.testing.assert_allclose(np.exp(1 / 0.17), 358.65, rtol=1e-4)
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
     @parameterized.named_parameters(
         (f"{name}_{layout}", labels, want_mean, layout)
         for name, labels, want_mean in (

@@ -239,14 +239,17 @@ class ExactnessGridTest(parameterized.TestCase):
         ):
             _assert_within(self, got, want, scale, f"d KL / d {name}")
 
-    @parameterized.named_parameters(("one_slot_per_step", 1), ("three_slots_per_step", 3))
-    def test_rows_with_more_active_components_than_slots(self, max_slots):
-        # Several while-loop steps: rows with 0, 1, 5 and all 12 active components.
+    @parameterized.named_parameters(
+        ("one_slot_blocks_of_4", 1, 4), ("three_slots_blocks_of_5", 3, 5), ("defaults", 64, 64)
+    )
+    def test_rows_with_more_active_components_than_slots(self, max_slots, block):
+        # Several while-loop steps and mask blocks: rows with 0, 1, 5 and all 12 components.
         z, mean, log_var_q, means, log_vars, mask, g = _grid_inputs(-8, 50.0, True, seed=5)
-        mask[3] = np.arange(12) < 5
+        mask[3] = np.arange(12) % 2 == 1
         want_mix, _ = _np_mixture_with_gradients(z, mean, log_var_q, means, log_vars, mask, g)
         density = losses.gaussian_mixture_log_density
-        with mock.patch.object(_active_pairs, "_MAX_SLOTS", max_slots):  # read when tracing
+        patches = dict(_MAX_SLOTS=max_slots, _BLOCK=block)
+        with mock.patch.multiple(_active_pairs, **patches):  # read when tracing
             values, grads = jax.jit(lambda *a: _values_and_grads(density, *a))(
                 (z, means, log_vars), mask, g
             )

@@ -18,6 +18,45 @@ def _check_kmcl_components(means, variances):
     return means, variances
 
 
+def _check_reconstruction_args(features, logits, means, variances, labels):
+    """Converts and checks `kmcl_reconstruction_loss`'s arguments; also says if anisotropic."""
+    features = _checks.as_float("features", features)
+    logits = _checks.as_float("logits", logits)
+    means = _checks.as_float("means", means)
+    variances = _checks.as_float("variances", variances)
+    labels = jnp.asarray(labels)
+    _checks.check_ndim("features", features, 1, "[..., D]")
+    _checks.check_ndim("logits", logits, 1, "[..., K]")
+    _checks.check_ndim("labels", labels, 1, "[..., K]")
+    if means.shape != variances.shape:
+        raise ValueError(
+            f"`means` and `variances` must have the same shape; got {means.shape} and "
+            f"{variances.shape}."
+        )
+    _checks.check_axis("logits", logits, "labels", labels, -1)
+    # Anisotropic means carry one more axis (D) than the logits.
+    anisotropic = means.ndim == logits.ndim + 1
+    if anisotropic:
+        _checks.check_axis("logits", logits, "means", means, -2)
+        _checks.check_axis("features", features, "means", means, -1)
+        mean_batch = means.shape[:-2]
+    elif means.ndim == logits.ndim:
+        _checks.check_axis("logits", logits, "means", means, -1)
+        mean_batch = means.shape[:-1]
+    else:
+        raise ValueError(
+            f"`means` must have shape [..., K, D] or [..., K]; got `means` {means.shape} with "
+            f"`logits` {logits.shape}."
+        )
+    _checks.broadcast_shapes(
+        ("features[..., :-1]", features.shape[:-1]),
+        ("logits[..., :-1]", logits.shape[:-1]),
+        ("labels[..., :-1]", labels.shape[:-1]),
+        ("means batch", mean_batch),
+    )
+    return features, logits, means, variances, labels, anisotropic
+
+
 def kmcl_reconstruction_loss(
     features: jax.typing.ArrayLike,
     logits: jax.typing.ArrayLike,
@@ -82,41 +121,9 @@ def kmcl_reconstruction_loss(
       <https://arxiv.org/abs/2307.03967>`_, 2023 (``NLLLoss`` in github.com/mahdihosseini/KMCL
       ``src/loss_functions/losses.py``).
     """
-    features = _checks.as_float("features", features)
-    logits = _checks.as_float("logits", logits)
-    means = _checks.as_float("means", means)
-    variances = _checks.as_float("variances", variances)
-    labels = jnp.asarray(labels)
-    _checks.check_ndim("features", features, 1, "[..., D]")
-    _checks.check_ndim("logits", logits, 1, "[..., K]")
-    _checks.check_ndim("labels", labels, 1, "[..., K]")
-    if means.shape != variances.shape:
-        raise ValueError(
-            f"`means` and `variances` must have the same shape; got {means.shape} and "
-            f"{variances.shape}."
-        )
-    _checks.check_axis("logits", logits, "labels", labels, -1)
-    # Anisotropic means carry one more axis (D) than the logits.
-    anisotropic = means.ndim == logits.ndim + 1
-    if anisotropic:
-        _checks.check_axis("logits", logits, "means", means, -2)
-        _checks.check_axis("features", features, "means", means, -1)
-        mean_batch = means.shape[:-2]
-    elif means.ndim == logits.ndim:
-        _checks.check_axis("logits", logits, "means", means, -1)
-        mean_batch = means.shape[:-1]
-    else:
-        raise ValueError(
-            f"`means` must have shape [..., K, D] or [..., K]; got `means` {means.shape} with "
-            f"`logits` {logits.shape}."
-        )
-    _checks.broadcast_shapes(
-        ("features[..., :-1]", features.shape[:-1]),
-        ("logits[..., :-1]", logits.shape[:-1]),
-        ("labels[..., :-1]", labels.shape[:-1]),
-        ("means batch", mean_batch),
+    features, logits, means, variances, labels, anisotropic = _check_reconstruction_args(
+        features, logits, means, variances, labels
     )
-
     if anisotropic:
         sq = jnp.square(features[..., None, :] - means) / variances  # [..., K, D]
         log_kernel = -0.5 * jnp.sum(sq, axis=-1)  # [..., K]
@@ -155,6 +162,17 @@ def _bhattacharyya_log_similarity(means, variances, *, distance_scale, temperatu
         bracket = jnp.sum(bracket, axis=-1)  # [B, B, K]
     distance = distance_scale * bracket  # [B, B, K]
     return jnp.exp(-distance) / temperature  # [B, B, K]
+
+
+def _label_sharing_pairs(positive, others, dtype):
+    """Pairs (i, j) of `others` sharing a label [B, B], log Jaccard [B, B], shared [B, B, K]."""
+    counts = positive.astype(dtype)
+    inter = jnp.matmul(counts, counts.T, precision=_checks.HIGHEST)  # [B, B]
+    union = counts.sum(-1)[:, None] + counts.sum(-1)[None, :] - inter  # [B, B]
+    pairs = others & (inter > 0)  # [B, B]: j in A(i)
+    log_jaccard = jnp.where(pairs, jnp.log(jnp.where(pairs, inter / union, 1.0)), 0.0)
+    shared = positive[:, None, :] & positive[None, :, :] & pairs[:, :, None]  # [B, B, K]
+    return pairs, log_jaccard, shared
 
 
 def kmcl_contrastive_loss(
@@ -277,12 +295,7 @@ def kmcl_contrastive_loss(
     members = jnp.where(jnp.any(others, axis=1, keepdims=True), others, ~jnp.eye(batch, dtype=bool))
     log_z = jax.nn.logsumexp(log_e, axis=1, where=members[:, :, None])  # [B, K]
 
-    counts = positive.astype(dtype)
-    inter = jnp.matmul(counts, counts.T, precision=_checks.HIGHEST)  # [B, B]
-    union = counts.sum(-1)[:, None] + counts.sum(-1)[None, :] - inter  # [B, B]
-    pairs = others & (inter > 0)  # [B, B]: j in A(i)
-    log_jaccard = jnp.where(pairs, jnp.log(jnp.where(pairs, inter / union, 1.0)), 0.0)
-    shared = positive[:, None, :] & positive[None, :, :] & pairs[:, :, None]  # [B, B, K]
+    pairs, log_jaccard, shared = _label_sharing_pairs(positive, others, dtype)
     log_ratio = log_jaccard[:, :, None] + log_e - log_z[:, None, :]  # [B, B, K]
     log_ratio = jnp.where(shared, log_ratio, 0.0)  # double-where: unshared entries are inert
     if eps is not None:  # log(x + eps) = logaddexp(log x, log eps); eps = 0 adds nothing

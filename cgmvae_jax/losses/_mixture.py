@@ -30,21 +30,19 @@ def _check_mixture_args(z, means, log_vars, mask):
     return z, means, log_vars, mask
 
 
-def _shared_log_probs(z, means, log_vars, mask):
-    """Component log-densities ``[..., K]`` (0 where inactive) and the mask, broadcast.
+def _shared_log_mean_exp(z, means, log_vars, mask):
+    """(log p(z), has_any) for components shared by all rows (``means`` ``[K, d]``).
 
-    Components shared by all rows (``[K, d]``): only the active pairs are evaluated, in the
-    exact direct form (`_active_pairs`), with ``O(B K)`` memory.
+    Only the active pairs are evaluated, in the exact direct form (`_active_pairs`), with
+    ``O(B K)`` memory.
     """
     means, log_vars = jnp.broadcast_arrays(means, log_vars)  # [K, d]
     num_components, dim = means.shape
     batch = jnp.broadcast_shapes(z.shape[:-1], mask.shape[:-1])
     rows = jnp.broadcast_to(z, batch + (dim,)).reshape(-1, dim)  # [N, d]
-    mask = jnp.broadcast_to(mask, batch + (num_components,))  # [..., K]
-    log_probs = _active_pairs.active_log_probs(
-        rows, means, log_vars, mask.reshape(-1, num_components)
-    )  # [N, K]
-    return log_probs.reshape(mask.shape), mask
+    mask = jnp.broadcast_to(mask, batch + (num_components,)).reshape(-1, num_components)
+    log_p, has_any = _active_pairs.active_log_mean_exp(rows, means, log_vars, mask)  # [N]
+    return log_p.reshape(batch), has_any.reshape(batch)
 
 
 def _masked_log_mean_exp(log_probs, mask):
@@ -73,9 +71,8 @@ def _mixture_log_density(z, means, log_vars, mask, *, broadcast_form=False):
     z, means, log_vars, mask = _check_mixture_args(z, means, log_vars, mask)
     if broadcast_form or means.ndim > 2 or log_vars.ndim > 2:
         log_probs = _gaussian.log_normal_diag(z[..., None, :], means, log_vars)  # [..., K]
-    else:
-        log_probs, mask = _shared_log_probs(z, means, log_vars, mask)  # [..., K]
-    return _masked_log_mean_exp(log_probs, mask)
+        return _masked_log_mean_exp(log_probs, mask)
+    return _shared_log_mean_exp(z, means, log_vars, mask)
 
 
 def gaussian_mixture_log_density(

@@ -326,6 +326,21 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
             fn(z, extra_means, extra_log_vars, extra_mask), base, atol=_ATOL, rtol=1e-6
         )
 
+    def test_shared_inactive_components_are_never_read(self):
+        # Shared components are evaluated on active pairs only: inactive ones may hold
+        # anything, even inf and NaN, without reaching a value or a gradient.
+        z, means, log_vars, mask = _random_mixture_inputs(5, batch=6, num_components=9, dim=4)
+        mask[:, 4:] = False
+        mask[:, 0] = True
+        bad_means, bad_log_vars = means.copy(), log_vars.copy()
+        bad_means[4:], bad_log_vars[4:] = np.nan, np.inf
+        fn = jax.jit(jax.value_and_grad(functools.partial(_mixture_sum, mask=mask), (0, 1, 2)))
+        value, grads = fn(z, bad_means, bad_log_vars)
+        chex.assert_tree_all_finite((value, grads))
+        want_value, want_grads = fn(z, means, log_vars)
+        chex.assert_trees_all_close((value, grads), (want_value, want_grads), rtol=1e-6)
+        np.testing.assert_array_equal(grads[1][4:], 0.0)
+
     @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
     def test_two_equal_components_minus_log_two_relative_to_one(self):
         z = jnp.zeros((1, 4))

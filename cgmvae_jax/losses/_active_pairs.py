@@ -149,7 +149,9 @@ def _log_mean_exp_bwd(residuals, g):
         # d value / d log_prob = the pair's share of its row's mixture, exp(l - lse).
         share = jnp.where(valid, jnp.exp(jnp.where(valid, log_probs, 0.0) - lse[:, None]), 0.0)
         weight = (g[:, None] * share)[..., None]  # [N, T, 1]
-        scaled = diff * _gather(precision, columns)  # (z - m) / var, [N, T, d]
+        # (z - m) / var, [N, T, d]; zero in invalid slots, whose clipped column may hold an
+        # inactive component with any (even non-finite) parameters.
+        scaled = jnp.where(valid[..., None], diff * _gather(precision, columns), 0.0)
         target = jnp.where(valid, columns, num_components)  # invalid slots are dropped
         # d l / d z = -(z - m)/var, d l / d m = (z - m)/var, d l / d v = ((z - m)^2/var - 1)/2.
         d_z = d_z - jnp.sum(weight * scaled, axis=1)

@@ -61,7 +61,7 @@ def asymmetric_loss(
 
     Raises:
       TypeError: If ``logits`` is not floating.
-      ValueError: If the shapes do not broadcast.
+      ValueError: If ``logits`` and ``labels`` do not broadcast or are scalars.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -35,8 +35,8 @@ def correct_missing_labels(
       Corrected labels, shape and dtype of ``labels`` broadcast with ``logits``.
 
     Raises:
-      TypeError: If ``logits`` is not floating.
-      ValueError: If the shapes do not broadcast.
+      TypeError: If ``logits`` is not floating (labels may be bool, int or float).
+      ValueError: If ``logits`` and ``labels`` do not broadcast.
 
     Examples:
       >>> import jax.numpy as jnp

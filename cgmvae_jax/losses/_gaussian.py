@@ -34,8 +34,8 @@ def log_normal_diag(
       float64 inputs).
 
     Raises:
-      TypeError: If an input is not floating.
-      ValueError: If the shapes do not broadcast.
+      TypeError: If ``x``, ``mean`` or ``log_var`` is not floating.
+      ValueError: If their shapes do not broadcast, or all three are scalars (no ``d`` axis).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -82,8 +82,8 @@ def gaussian_kl(
       KL(q || p), shape ``[...]`` (broadcast batch shape), float32, non-negative.
 
     Raises:
-      TypeError: If an input is not floating.
-      ValueError: If the shapes do not broadcast.
+      TypeError: If a mean or log-variance is not floating.
+      ValueError: If the four shapes do not broadcast, or all are scalars.
 
     Examples:
       >>> import jax.numpy as jnp

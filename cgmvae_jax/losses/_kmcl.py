@@ -102,8 +102,9 @@ def kmcl_reconstruction_loss(
       Per-example losses, shape ``[...]``, float32 (the released code averages them).
 
     Raises:
-      TypeError: If a float argument is not floating.
-      ValueError: If the shapes disagree.
+      TypeError: If ``features``, ``logits``, ``means`` or ``variances`` is not floating.
+      ValueError: If ``D`` or ``K`` disagree between the arguments, or their batch shapes do
+        not broadcast.
 
     Examples:
       >>> import jax.numpy as jnp

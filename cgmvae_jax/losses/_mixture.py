@@ -177,8 +177,9 @@ def mixture_kl_single_sample(
       has no active component.
 
     Raises:
-      TypeError: If a float argument is not floating.
-      ValueError: If the shapes disagree.
+      TypeError: If ``z``, a mean or a log-variance is not floating.
+      ValueError: If ``d`` or ``K`` disagree between the arguments, or their batch shapes do
+        not broadcast.
 
     Examples:
       >>> import jax.numpy as jnp

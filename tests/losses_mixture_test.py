@@ -198,7 +198,17 @@ def _values_and_grads(fn, args, mask, g):
     return values, grads
 
 
-_values_and_grads_jit = jax.jit(_values_and_grads, static_argnums=0)
+# Shared components take one of two exact paths (`_active_pairs`): the active pairs only
+# (sparse masks) or all pairs by chunks (dense masks). Tests pin the path by patching the
+# density threshold, read when tracing; each path has its own jitted function (trace cache).
+_PATHS = {"active_pairs": 1.0, "all_pairs": -1.0}  # the fraction of K that is dense
+_values_and_grads_jit = {
+    path: jax.jit(lambda *a: _values_and_grads(*a), static_argnums=0) for path in _PATHS
+}
+
+
+def _pinned(path):
+    return mock.patch.object(_active_pairs, "_DENSE_FRACTION", _PATHS[path])
 
 
 class ExactnessGridTest(parameterized.TestCase):
@@ -209,19 +219,21 @@ class ExactnessGridTest(parameterized.TestCase):
     """
 
     @parameterized.named_parameters(
-        (f"logvar{lv}_{'spread50' if spread > 10 else 'spread4'}_{'near' if near else 'far'}",
-         lv, spread, near)
+        (f"logvar{lv}_{'spread50' if spread > 10 else 'spread4'}_{'near' if near else 'far'}"
+         f"_{path}", lv, spread, near, path)
         for lv in (-15, -8, -4, 0, 4, 15)
         for spread in (4.0, 50.0)
         for near in (True, False)
+        for path in _PATHS
     )  # fmt: skip
-    def test_values_and_gradients_match_float64(self, log_var, spread, near):
+    def test_values_and_gradients_match_float64(self, log_var, spread, near, path):
         z, mean, log_var_q, means, log_vars, mask, g = _grid_inputs(
             log_var, spread, near, seed=abs(log_var) * 4 + int(spread) + near
         )
         want_mix, want_kl = _np_mixture_with_gradients(z, mean, log_var_q, means, log_vars, mask, g)
-        density = losses.gaussian_mixture_log_density
-        values, grads = _values_and_grads_jit(density, (z, means, log_vars), mask, g)
+        density, run = losses.gaussian_mixture_log_density, _values_and_grads_jit[path]
+        with _pinned(path):
+            values, grads = run(density, (z, means, log_vars), mask, g)
         chex.assert_shape(values, (z.shape[0],))
         self.assertEqual(values[1], -np.inf)  # the row without a component
         _assert_within(self, values, want_mix["value"], want_mix["value_scale"], "log p")
@@ -229,8 +241,9 @@ class ExactnessGridTest(parameterized.TestCase):
             ("z", "means", "log_vars"), grads, want_mix["grads"], want_mix["scales"], strict=True
         ):
             _assert_within(self, got, want, scale, f"d log p / d {name}")
-        kl = losses.mixture_kl_single_sample
-        values, grads = _values_and_grads_jit(kl, (z, mean, log_var_q, means, log_vars), mask, g)
+        with _pinned(path):
+            kl_args = (z, mean, log_var_q, means, log_vars)
+            values, grads = run(losses.mixture_kl_single_sample, kl_args, mask, g)
         self.assertEqual(float(values[1]), 0.0)
         _assert_within(self, values, want_kl["value"], want_kl["value_scale"], "KL")
         names = ("z", "mean", "log_var", "prior_means", "prior_log_vars")
@@ -248,7 +261,7 @@ class ExactnessGridTest(parameterized.TestCase):
         mask[3] = np.arange(12) % 2 == 1
         want_mix, _ = _np_mixture_with_gradients(z, mean, log_var_q, means, log_vars, mask, g)
         density = losses.gaussian_mixture_log_density
-        patches = dict(_MAX_SLOTS=max_slots, _BLOCK=block)
+        patches = dict(_MAX_SLOTS=max_slots, _BLOCK=block, _DENSE_FRACTION=1.0)  # active pairs
         with mock.patch.multiple(_active_pairs, **patches):  # read when tracing
             values, grads = jax.jit(lambda *a: _values_and_grads(density, *a))(
                 (z, means, log_vars), mask, g
@@ -275,9 +288,11 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
         chex.assert_trees_all_close(got, want.astype(np.float32), atol=_ATOL, rtol=1e-5)
 
     @parameterized.named_parameters(
-        ("none_active", "none"), ("one_active", "one"), ("all_active", "all"), ("random", "random")
+        (f"{kind}_{path}", kind, path)
+        for kind in ("none", "one", "all", "random")
+        for path in _PATHS
     )
-    def test_active_pairs_equal_broadcast_form(self, kind):
+    def test_shared_paths_equal_broadcast_form(self, kind, path):
         z, means, log_vars, mask = _random_mixture_inputs(4, batch=6, num_components=11, dim=8)
         mask = {"none": mask & False, "one": np.eye(6, 11, dtype=bool), "all": mask | True}.get(
             kind, mask
@@ -287,7 +302,8 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
             jnp.where(mask.any(-1), _mixture._gaussian_mixture_log_density_reference(*a, mask), 0.0)
         )
         args = (z, means, log_vars)
-        got = jax.jit(jax.value_and_grad(fast, argnums=(0, 1, 2)))(*args)
+        with _pinned(path):
+            got = jax.jit(jax.value_and_grad(fast, argnums=(0, 1, 2)))(*args)
         want = jax.jit(jax.value_and_grad(slow, argnums=(0, 1, 2)))(*args)
         chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-5)
 
@@ -326,7 +342,8 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
             fn(z, extra_means, extra_log_vars, extra_mask), base, atol=_ATOL, rtol=1e-6
         )
 
-    def test_shared_inactive_components_are_never_read(self):
+    @parameterized.named_parameters((path, path) for path in _PATHS)
+    def test_shared_inactive_components_are_never_read(self, path):
         # Shared components are evaluated on active pairs only: inactive ones may hold
         # anything, even inf and NaN, without reaching a value or a gradient.
         z, means, log_vars, mask = _random_mixture_inputs(5, batch=6, num_components=9, dim=4)
@@ -335,7 +352,8 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
         bad_means, bad_log_vars = means.copy(), log_vars.copy()
         bad_means[4:], bad_log_vars[4:] = np.nan, np.inf
         fn = jax.jit(jax.value_and_grad(functools.partial(_mixture_sum, mask=mask), (0, 1, 2)))
-        value, grads = fn(z, bad_means, bad_log_vars)
+        with _pinned(path):
+            value, grads = fn(z, bad_means, bad_log_vars)
         chex.assert_tree_all_finite((value, grads))
         want_value, want_grads = fn(z, means, log_vars)
         chex.assert_trees_all_close((value, grads), (want_value, want_grads), rtol=1e-6)

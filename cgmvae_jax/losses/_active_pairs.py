@@ -14,18 +14,25 @@ is about ``d``, so float32 cancels them catastrophically at small variances (mea
 float64: 0.4 nats off at log-variance -8, 522 at -15). Every term of the direct sum is
 non-negative, so values and gradients are exact to float32 rounding at any variance.
 
-Work and memory: each row's active components are visited in slots of ``T`` per step of a
-``while_loop`` (``ceil(max active per row / T)`` steps), with a streaming log-sum-exp, so
-memory is ``O(N K)`` for the mask's block counts plus ``O(N T d)``, and no ``[N, K]`` float
-array is formed. The gradient is a custom VJP in the same direct form (reverse mode only).
-Cost follows the number of active pairs: less than the matrix products for sparse masks and
-large ``K``, more for dense masks.
+Two paths, both in the direct form and both with ``O(N K)`` memory (nothing of size
+``N K d``); ``lax.cond`` picks one from the largest number of active components in a row:
+
+* sparse masks (the C-GMVAE label sets): each row's active components are visited in slots of
+  ``T`` per step of a ``while_loop`` (``ceil(max active per row / T)`` steps) with a
+  streaming log-sum-exp: memory ``O(N K)`` for the mask's block counts plus ``O(N T d)``, work
+  proportional to the active pairs, gradient a custom VJP in the same form (reverse mode
+  only). Faster than the matrix products for large ``K``;
+* dense masks (a row with more than a quarter of the components): all pairs, a chunk of
+  components at a time (``lax.map`` + ``checkpoint``): memory ``O(N C d)``, work ``N K d``,
+  several times the matrix products' time.
 """
 
 import math
 
 import jax
 import jax.numpy as jnp
+
+from cgmvae_jax.losses import _checks
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -34,6 +41,12 @@ _SLOT_ELEMENTS = 2**18
 _MAX_SLOTS = 64
 # Columns per block of the mask index (the running count is kept per block, not per column).
 _BLOCK = 16
+# Dense masks (a row with more than _DENSE_FRACTION * K active components) take the chunked
+# path: every pair, but no gathers. [N, C, d] chunks of at most _CHUNK_ELEMENTS floats and
+# _MAX_CHUNK components (under an outer vmap N looks like 1: the cap keeps chunks small).
+_DENSE_FRACTION = 0.25
+_CHUNK_ELEMENTS = 2**20
+_MAX_CHUNK = 256
 
 
 def _num_slots(num_rows: int, num_components: int, dim: int) -> int:
@@ -167,22 +180,81 @@ def _log_mean_exp_bwd(residuals, g):
 _log_mean_exp.defvjp(_log_mean_exp_fwd, _log_mean_exp_bwd)
 
 
+def masked_log_mean_exp(log_probs, mask):
+    """log((1/|A|) sum_{k in A} exp(log_probs_k)) and whether A is non-empty.
+
+    Returns a finite value for rows where A is empty (the caller replaces it), so that the
+    gradient of those rows is exactly zero rather than NaN.
+    """
+    shape = _checks.broadcast_shapes(("log_probs", log_probs.shape), ("mask", mask.shape))
+    log_probs = jnp.broadcast_to(log_probs, shape)  # [..., K]
+    mask = jnp.broadcast_to(mask, shape)  # [..., K]
+    count = jnp.sum(mask, axis=-1)  # [...]
+    has_any = count > 0  # [...]
+    # Double-where: inactive entries are replaced by 0 (their gradient is then exactly 0, even
+    # if their log-density is extreme), and rows with no active entry average over all the
+    # zeros, which is finite; the caller selects those rows away.
+    safe_log_probs = jnp.where(mask, log_probs, 0.0)
+    safe_mask = mask | ~has_any[..., None]
+    safe_count = jnp.where(has_any, count, shape[-1]).astype(log_probs.dtype)
+    lse = jax.nn.logsumexp(safe_log_probs, axis=-1, where=safe_mask)  # [...]
+    return lse - jnp.log(safe_count), has_any
+
+
+def _dense_log_mean_exp(z, means, log_vars, mask):
+    """`active_log_mean_exp` over all N x K pairs, a chunk of components at a time.
+
+    ``lax.map`` runs ``C`` components per step (memory ``O(N C d)``); ``checkpoint`` keeps
+    the backward pass from storing every chunk's ``[N, C, d]`` residuals (it recomputes them).
+    """
+    (num_rows, dim), num_components = z.shape, means.shape[0]
+    # Components that no row uses are zeroed (double-where), so that whatever they hold
+    # reaches neither the value nor the gradient, as on the sparse path.
+    used = jnp.any(mask, axis=0)[:, None]  # [K, 1]
+    means, log_vars = jnp.where(used, means, 0.0), jnp.where(used, log_vars, 0.0)
+    precision = jnp.exp(-log_vars)  # [K, d]
+    chunk = max(1, min(_MAX_CHUNK, num_components, _CHUNK_ELEMENTS // max(1, num_rows * dim)))
+
+    @jax.checkpoint
+    def squared_distance(mean_and_precision):  # [d], [d] -> [N]
+        mean, prec = mean_and_precision
+        return jnp.sum(jnp.square(z - mean) * prec, axis=-1)
+
+    sq = jax.lax.map(squared_distance, (means, precision), batch_size=chunk).T  # [N, K]
+    log_probs = -0.5 * (sq + jnp.sum(_LOG_2PI + log_vars, axis=-1))  # [N, K]
+    return masked_log_mean_exp(log_probs, mask)
+
+
 def active_log_mean_exp(z, means, log_vars, mask):
     """Log-density of each row under the equal-weight mixture of its active components.
+
+    Sparse masks visit the active pairs only (slots); when some row has more than
+    ``K / 4`` active components, all pairs are evaluated by chunks of components instead
+    (``lax.cond``: only one path runs, unless an outer ``vmap`` batches the mask).
 
     Args:
       z: Samples, ``[N, d]``, float.
       means: Component means, ``[K, d]``, float.
       log_vars: Component log-variances, ``[K, d]``, float.
-      mask: Active pairs, ``[N, K]``, bool. Components are read only where active, so the
-        parameters of inactive ones never reach a value or a gradient.
+      mask: Active pairs, ``[N, K]``, bool. The parameters of components no row uses never
+        reach a value or a gradient.
 
     Returns:
       ``(log_p [N], has_any [N])``: ``log_p`` exact to float32 rounding, and a finite dummy
       with zero gradients for rows without an active component (``has_any`` False).
       Reverse-mode differentiable in ``z``, ``means`` and ``log_vars``.
     """
-    if mask.shape[-1] == 0:
+    num_components = mask.shape[-1]
+    if num_components == 0:
         return jnp.zeros(mask.shape[:1], z.dtype), jnp.zeros(mask.shape[:1], bool)
     blocks, block_end = _mask_index(mask)
-    return _log_mean_exp(z, means, log_vars, blocks, block_end), block_end[:, -1] > 0
+    max_count = jnp.max(block_end[:, -1], initial=0)
+
+    def sparse():
+        return _log_mean_exp(z, means, log_vars, blocks, block_end), block_end[:, -1] > 0
+
+    return jax.lax.cond(
+        max_count > math.floor(_DENSE_FRACTION * num_components),
+        lambda: _dense_log_mean_exp(z, means, log_vars, mask),
+        sparse,
+    )

@@ -33,8 +33,8 @@ def _check_mixture_args(z, means, log_vars, mask):
 def _shared_log_mean_exp(z, means, log_vars, mask):
     """(log p(z), has_any) for components shared by all rows (``means`` ``[K, d]``).
 
-    Only the active pairs are evaluated, in the exact direct form (`_active_pairs`), with
-    ``O(B K)`` memory.
+    Evaluated in the exact direct form on the active pairs, or on all pairs by chunks of
+    components when the mask is dense (`_active_pairs`), with ``O(B K)`` memory.
     """
     means, log_vars = jnp.broadcast_arrays(means, log_vars)  # [K, d]
     num_components, dim = means.shape
@@ -45,33 +45,12 @@ def _shared_log_mean_exp(z, means, log_vars, mask):
     return log_p.reshape(batch), has_any.reshape(batch)
 
 
-def _masked_log_mean_exp(log_probs, mask):
-    """log((1/|A|) sum_{k in A} exp(log_probs_k)) and whether A is non-empty.
-
-    Returns a finite value for rows where A is empty (the caller replaces it), so that the
-    gradient of those rows is exactly zero rather than NaN.
-    """
-    shape = _checks.broadcast_shapes(("log_probs", log_probs.shape), ("mask", mask.shape))
-    log_probs = jnp.broadcast_to(log_probs, shape)  # [..., K]
-    mask = jnp.broadcast_to(mask, shape)  # [..., K]
-    count = jnp.sum(mask, axis=-1)  # [...]
-    has_any = count > 0  # [...]
-    # Double-where: inactive entries are replaced by 0 (their gradient is then exactly 0, even
-    # if their log-density is extreme), and rows with no active entry average over all the
-    # zeros, which is finite; the caller selects those rows away.
-    safe_log_probs = jnp.where(mask, log_probs, 0.0)
-    safe_mask = mask | ~has_any[..., None]
-    safe_count = jnp.where(has_any, count, shape[-1]).astype(log_probs.dtype)
-    lse = jax.nn.logsumexp(safe_log_probs, axis=-1, where=safe_mask)  # [...]
-    return lse - jnp.log(safe_count), has_any
-
-
 def _mixture_log_density(z, means, log_vars, mask, *, broadcast_form=False):
     """(log p(z), has_any); ``broadcast_form`` evaluates every pair with [..., K, d] temporaries."""
     z, means, log_vars, mask = _check_mixture_args(z, means, log_vars, mask)
     if broadcast_form or means.ndim > 2 or log_vars.ndim > 2:
         log_probs = _gaussian.log_normal_diag(z[..., None, :], means, log_vars)  # [..., K]
-        return _masked_log_mean_exp(log_probs, mask)
+        return _active_pairs.masked_log_mean_exp(log_probs, mask)
     return _shared_log_mean_exp(z, means, log_vars, mask)
 
 

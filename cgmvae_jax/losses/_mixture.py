@@ -69,13 +69,13 @@ def gaussian_mixture_log_density(
 
     In C-GMVAE the components are the per-label Gaussians of the label encoder and ``A`` is the
     set of positive labels of an example. With shared components (``means`` of shape ``[K, d]``)
-    only the active (row, component) pairs are evaluated, summing the squared distances
-    directly, so memory is ``O(B K)`` rather than ``O(B K d)``, work follows the number of
-    active pairs, and values and gradients are exact to float32 rounding for any variance
-    (expanding the square into matrix products loses hundreds of nats at log-variance -15).
-    The gradient is then reverse-mode only (a custom VJP). With per-example components all
-    parameters (active or not) must be finite.
-    The official code adds ``-1e6`` to inactive entries; here they are excluded exactly
+    the squared distances are summed directly, over the active (row, component) pairs only
+    (or, for dense masks, over all pairs a chunk of components at a time): memory is
+    ``O(B K)`` rather than ``O(B K d)``, and values and gradients are exact to float32
+    rounding for any variance (expanding the square into matrix products loses hundreds of
+    nats at log-variance -15). The gradient is then reverse-mode only (a custom VJP), and
+    components that no row uses may hold anything. With per-example components all
+    parameters (active or not) must be finite. The official code adds ``-1e6`` to inactive entries; here they are excluded exactly
     (``jax.nn.logsumexp(..., where=mask)``).
 
     Args:

@@ -75,8 +75,8 @@ def gaussian_mixture_log_density(
     rounding for any variance (expanding the square into matrix products loses hundreds of
     nats at log-variance -15). The gradient is then reverse-mode only (a custom VJP), and
     components that no row uses may hold anything. With per-example components all
-    parameters (active or not) must be finite. The official code adds ``-1e6`` to inactive entries; here they are excluded exactly
-    (``jax.nn.logsumexp(..., where=mask)``).
+    parameters (active or not) must be finite. The official code adds ``-1e6`` to inactive
+    entries; here they are excluded exactly (``jax.nn.logsumexp(..., where=mask)``).
 
     Args:
       z: Samples, shape ``[..., d]``, floating.

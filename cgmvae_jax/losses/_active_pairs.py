@@ -116,54 +116,71 @@ def _slot_log_probs(z, means, precision, const, columns):
     return -0.5 * (sq + _gather(const, columns)), diff
 
 
-@jax.custom_vjp
-def _log_mean_exp(z, means, log_vars, blocks, block_end):
-    return _log_mean_exp_fwd(z, means, log_vars, blocks, block_end)[0]
+def _chunk_size(num_rows: int, num_components: int, dim: int) -> int:
+    budget = _CHUNK_ELEMENTS // max(1, num_rows * dim)
+    return max(1, min(_MAX_CHUNK, num_components, budget))
 
 
-def _log_mean_exp_fwd(z, means, log_vars, blocks, block_end):
-    (num_rows, dim), num_components = z.shape, means.shape[0]
-    num_slots = _num_slots(num_rows, num_components, dim)
-    precision = jnp.exp(-log_vars)  # [K, d], once rather than per pair
-    const = jnp.sum(_LOG_2PI + log_vars, axis=-1)  # [K]
+def _saved_width(num_rows: int, num_components: int, dim: int) -> int:
+    """Columns of the saved log-densities: K plus room for a last slot step or chunk."""
+    slack = max(
+        _num_slots(num_rows, num_components, dim), _chunk_size(num_rows, num_components, dim)
+    )
+    return num_components + slack
 
-    def body(start, carry):  # streaming log-sum-exp: running max and sum of exp(l - max)
-        top, total = carry  # [N], [N]
+
+def _streaming_lse(carry, log_probs):
+    """Adds ``log_probs [N, c]`` (-inf where inactive) to a running (max, sum exp(l - max))."""
+    top, total = carry  # [N], [N]
+    new_top = jnp.maximum(top, jnp.max(log_probs, axis=-1))
+    shift = jnp.where(jnp.isfinite(new_top), new_top, 0.0)  # rows with nothing yet
+    total = total * jnp.exp(top - shift) + jnp.sum(jnp.exp(log_probs - shift[:, None]), -1)
+    return new_top, total
+
+
+# Each path's forward returns the active log-densities it computed, [N, W] (sparse: by rank
+# within the row; dense: by component), and the running (max, sum) of their log-sum-exp. The
+# backward reads the weights exp(l - lse) from the saved values: recomputed log-densities can
+# differ from the forward's by a few float32 ulps, which for |l| ~ 10^9 (a far sample, tiny
+# variances) are hundreds of nats, enough to turn a weight of 1 into 10^40.
+
+
+def _sparse_forward(z, means, precision, const, blocks, block_end, init):
+    """Each row's active pairs, slot by slot; saved by rank (column r: the r-th active pair)."""
+    num_rows, dim = z.shape
+    num_slots, width = (
+        _num_slots(num_rows, len(means), dim),
+        _saved_width(num_rows, len(means), dim),
+    )
+
+    def body(start, carry):
+        saved, lse_carry = carry
         columns, valid = _slot_columns(blocks, block_end, start, num_slots)  # [N, T]
-        log_probs = jnp.where(
-            valid, _slot_log_probs(z, means, precision, const, columns)[0], -jnp.inf
-        )
-        new_top = jnp.maximum(top, jnp.max(log_probs, axis=-1))
-        shift = jnp.where(jnp.isfinite(new_top), new_top, 0.0)  # rows with nothing yet
-        total = total * jnp.exp(top - shift) + jnp.sum(jnp.exp(log_probs - shift[:, None]), -1)
-        return new_top, total
+        log_probs = _slot_log_probs(z, means, precision, const, columns)[0]
+        log_probs = jnp.where(valid, log_probs, -jnp.inf)
+        saved = jax.lax.dynamic_update_slice(saved, log_probs, (jnp.zeros_like(start), start))
+        return saved, _streaming_lse(lse_carry, log_probs)
 
-    init = (jnp.full((num_rows,), -jnp.inf, z.dtype), jnp.zeros((num_rows,), z.dtype))
-    top, total = _over_slots(block_end, num_slots, body, init)
-    count = block_end[:, -1]
-    has_any = count > 0
-    # Rows without an active pair get log-sum-exp 0 (finite; the caller replaces their value).
-    lse = jnp.where(has_any, top + jnp.log(jnp.where(has_any, total, 1.0)), 0.0)  # [N]
-    value = lse - jnp.log(jnp.maximum(count, 1).astype(z.dtype))
-    return value, (z, means, log_vars, blocks, block_end, lse)
+    return _over_slots(block_end, num_slots, body, (jnp.zeros((num_rows, width), z.dtype), init))
 
 
-def _log_mean_exp_bwd(residuals, g):
-    z, means, log_vars, blocks, block_end, lse = residuals
-    (num_rows, dim), num_components = z.shape, means.shape[0]
-    num_slots = _num_slots(num_rows, num_components, dim)
-    precision = jnp.exp(-log_vars)  # [K, d]
-    const = jnp.sum(_LOG_2PI + log_vars, axis=-1)  # [K]
+def _sparse_grads(z, means, precision, blocks, block_end, saved, lse, g):
+    """Gradients of sum_n g_n value_n, slot by slot (a scatter-add per component)."""
+    num_rows, dim = z.shape
+    num_slots, num_components = _num_slots(num_rows, len(means), dim), len(means)
 
     def body(start, grads):
         d_z, d_means, d_log_vars = grads
         columns, valid = _slot_columns(blocks, block_end, start, num_slots)  # [N, T]
-        log_probs, diff = _slot_log_probs(z, means, precision, const, columns)
+        log_probs = jax.lax.dynamic_slice(
+            saved, (jnp.zeros_like(start), start), (num_rows, num_slots)
+        )
         # d value / d log_prob = the pair's share of its row's mixture, exp(l - lse).
         share = jnp.where(valid, jnp.exp(jnp.where(valid, log_probs, 0.0) - lse[:, None]), 0.0)
         weight = (g[:, None] * share)[..., None]  # [N, T, 1]
-        # (z - m) / var, [N, T, d]; zero in invalid slots, whose clipped column may hold an
-        # inactive component with any (even non-finite) parameters.
+        diff = z[:, None, :] - _gather(means, columns)  # [N, T, d]
+        # (z - m) / var; zero in invalid slots, whose clipped column may hold a component no
+        # row uses, with any (even non-finite) parameters.
         scaled = jnp.where(valid[..., None], diff * _gather(precision, columns), 0.0)
         target = jnp.where(valid, columns, num_components)  # invalid slots are dropped
         # d l / d z = -(z - m)/var, d l / d m = (z - m)/var, d l / d v = ((z - m)^2/var - 1)/2.
@@ -172,9 +189,107 @@ def _log_mean_exp_bwd(residuals, g):
         d_log_vars = d_log_vars.at[target].add(0.5 * weight * (scaled * diff - 1.0), mode="drop")
         return d_z, d_means, d_log_vars
 
-    zeros = (jnp.zeros_like(z), jnp.zeros_like(means), jnp.zeros_like(log_vars))
-    d_z, d_means, d_log_vars = _over_slots(block_end, num_slots, body, zeros)
-    return d_z, d_means, d_log_vars, None, None
+    zeros = (jnp.zeros_like(z), jnp.zeros_like(means), jnp.zeros_like(precision))
+    return _over_slots(block_end, num_slots, body, zeros)
+
+
+def _component_chunks(z, means, precision, const, blocks):
+    """Means, precisions, constants and mask columns in chunks of C components.
+
+    Shapes ``[n, C, d]``, ``[n, C, d]``, ``[n, C]``, ``[n, C, N]`` (``n = ceil(K / C)``).
+    """
+    (num_rows, dim), num_components = z.shape, means.shape[0]
+    chunk = _chunk_size(num_rows, num_components, dim)
+    pad = -num_components % chunk
+    mask = blocks.reshape(num_rows, -1)[:, :num_components].T  # [K, N]
+    # Components no row uses are zeroed, so whatever they hold stays out of every product.
+    used = jnp.any(mask, axis=1)  # [K]
+    parts = (
+        jnp.where(used[:, None], means, 0.0),
+        jnp.where(used[:, None], precision, 0.0),
+        jnp.where(used, const, 0.0),
+        mask,
+    )
+    padded = (jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)) for x in parts)
+    return tuple(x.reshape((-1, chunk) + x.shape[1:]) for x in padded)
+
+
+def _dense_forward(z, means, precision, const, blocks, block_end, init):
+    """All pairs, a chunk of components per scan step; saved by component."""
+    num_rows, dim = z.shape
+    width = _saved_width(num_rows, len(means), dim)
+
+    def body(lse_carry, xs):
+        mean, prec, c, active = xs  # [C, d], [C, d], [C], [C, N]
+        diff = z[:, None, :] - mean  # [N, C, d]
+        log_probs = -0.5 * (jnp.sum(jnp.square(diff) * prec, axis=-1) + c)  # [N, C]
+        log_probs = jnp.where(active.T, log_probs, -jnp.inf)
+        return _streaming_lse(lse_carry, log_probs), log_probs
+
+    chunks = _component_chunks(z, means, precision, const, blocks)
+    lse_carry, log_probs = jax.lax.scan(body, init, chunks)  # [n, N, C]
+    saved = jnp.moveaxis(log_probs, 0, 1).reshape(num_rows, -1)  # [N, n C]
+    return jnp.pad(saved, ((0, 0), (0, width - saved.shape[1]))), lse_carry
+
+
+def _dense_grads(z, means, precision, blocks, block_end, saved, lse, g):
+    """Gradients of sum_n g_n value_n, a chunk of components per scan step."""
+    (num_rows, dim), num_components = z.shape, means.shape[0]
+    chunks = _component_chunks(z, means, precision, jnp.zeros(num_components, z.dtype), blocks)
+    num_chunks, chunk = chunks[2].shape
+    saved = saved[:, : num_chunks * chunk].reshape(num_rows, num_chunks, chunk)
+
+    def body(d_z, xs):
+        mean, prec, _, active, log_probs = xs  # ..., [C, N], [N, C]
+        share = jnp.where(active.T, jnp.exp(jnp.where(active.T, log_probs, 0.0) - lse[:, None]), 0)
+        weight = g[:, None] * share  # [N, C]
+        diff = z[:, None, :] - mean  # [N, C, d]
+        scaled = diff * prec  # (z - m) / var
+        d_z = d_z - jnp.einsum("nc,ncd->nd", weight, scaled, precision=_HIGHEST)
+        d_mean = jnp.einsum("nc,ncd->cd", weight, scaled, precision=_HIGHEST)
+        d_log_var = 0.5 * (
+            jnp.einsum("nc,ncd->cd", weight, scaled * diff, precision=_HIGHEST)
+            - jnp.sum(weight, axis=0)[:, None]
+        )
+        return d_z, (d_mean, d_log_var)
+
+    xs = chunks + (jnp.moveaxis(saved, 1, 0),)
+    d_z, (d_means, d_log_vars) = jax.lax.scan(body, jnp.zeros_like(z), xs)
+    d_means = d_means.reshape(-1, dim)[:num_components]
+    return d_z, d_means, d_log_vars.reshape(-1, dim)[:num_components]
+
+
+def _is_dense(block_end, num_components):
+    """Whether some row has more than _DENSE_FRACTION of the components active."""
+    return jnp.max(block_end[:, -1], initial=0) > math.floor(_DENSE_FRACTION * num_components)
+
+
+@jax.custom_vjp
+def _log_mean_exp(z, means, log_vars, blocks, block_end):
+    return _log_mean_exp_fwd(z, means, log_vars, blocks, block_end)[0]
+
+
+def _log_mean_exp_fwd(z, means, log_vars, blocks, block_end):
+    precision = jnp.exp(-log_vars)  # [K, d], once rather than per pair
+    const = jnp.sum(_LOG_2PI + log_vars, axis=-1)  # [K]
+    init = (jnp.full(z.shape[:1], -jnp.inf, z.dtype), jnp.zeros(z.shape[:1], z.dtype))
+    dense = _is_dense(block_end, len(means))
+    args = (z, means, precision, const, blocks, block_end, init)
+    saved, (top, total) = jax.lax.cond(dense, _dense_forward, _sparse_forward, *args)
+    count = block_end[:, -1]
+    has_any = count > 0
+    # Rows without an active pair get log-sum-exp 0 (finite; the caller replaces their value).
+    lse = jnp.where(has_any, top + jnp.log(jnp.where(has_any, total, 1.0)), 0.0)  # [N]
+    value = lse - jnp.log(jnp.maximum(count, 1).astype(z.dtype))
+    return value, (z, means, precision, blocks, block_end, saved, lse)
+
+
+def _log_mean_exp_bwd(residuals, g):
+    z, means, precision, blocks, block_end, saved, lse = residuals
+    dense = _is_dense(block_end, len(means))
+    args = (z, means, precision, blocks, block_end, saved, lse, g)
+    grads = jax.lax.cond(dense, _dense_grads, _sparse_grads, *args)
+    return (*grads, None, None)
 
 
 _log_mean_exp.defvjp(_log_mean_exp_fwd, _log_mean_exp_bwd)
@@ -201,30 +316,6 @@ def masked_log_mean_exp(log_probs, mask):
     return lse - jnp.log(safe_count), has_any
 
 
-def _dense_log_mean_exp(z, means, log_vars, mask):
-    """`active_log_mean_exp` over all N x K pairs, a chunk of components at a time.
-
-    ``lax.map`` runs ``C`` components per step (memory ``O(N C d)``); ``checkpoint`` keeps
-    the backward pass from storing every chunk's ``[N, C, d]`` residuals (it recomputes them).
-    """
-    (num_rows, dim), num_components = z.shape, means.shape[0]
-    # Components that no row uses are zeroed (double-where), so that whatever they hold
-    # reaches neither the value nor the gradient, as on the sparse path.
-    used = jnp.any(mask, axis=0)[:, None]  # [K, 1]
-    means, log_vars = jnp.where(used, means, 0.0), jnp.where(used, log_vars, 0.0)
-    precision = jnp.exp(-log_vars)  # [K, d]
-    chunk = max(1, min(_MAX_CHUNK, num_components, _CHUNK_ELEMENTS // max(1, num_rows * dim)))
-
-    @jax.checkpoint
-    def squared_distance(mean_and_precision):  # [d], [d] -> [N]
-        mean, prec = mean_and_precision
-        return jnp.sum(jnp.square(z - mean) * prec, axis=-1)
-
-    sq = jax.lax.map(squared_distance, (means, precision), batch_size=chunk).T  # [N, K]
-    log_probs = -0.5 * (sq + jnp.sum(_LOG_2PI + log_vars, axis=-1))  # [N, K]
-    return masked_log_mean_exp(log_probs, mask)
-
-
 def active_log_mean_exp(z, means, log_vars, mask):
     """Log-density of each row under the equal-weight mixture of its active components.
 
@@ -244,17 +335,7 @@ def active_log_mean_exp(z, means, log_vars, mask):
       with zero gradients for rows without an active component (``has_any`` False).
       Reverse-mode differentiable in ``z``, ``means`` and ``log_vars``.
     """
-    num_components = mask.shape[-1]
-    if num_components == 0:
+    if mask.shape[-1] == 0:
         return jnp.zeros(mask.shape[:1], z.dtype), jnp.zeros(mask.shape[:1], bool)
     blocks, block_end = _mask_index(mask)
-    max_count = jnp.max(block_end[:, -1], initial=0)
-
-    def sparse():
-        return _log_mean_exp(z, means, log_vars, blocks, block_end), block_end[:, -1] > 0
-
-    return jax.lax.cond(
-        max_count > math.floor(_DENSE_FRACTION * num_components),
-        lambda: _dense_log_mean_exp(z, means, log_vars, mask),
-        sparse,
-    )
+    return _log_mean_exp(z, means, log_vars, blocks, block_end), block_end[:, -1] > 0

@@ -415,7 +415,7 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
 
 
 class MixtureKlSingleSampleTest(chex.TestCase):
-    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
+    @chex.variants(with_jit=True)  # the no-jit path: the docstring example
     @parameterized.named_parameters(("near", 0.1), ("far", 4.0))
     def test_zero_when_single_active_component_equals_q(self, scale):
         rng = np.random.default_rng(11)
@@ -432,7 +432,7 @@ class MixtureKlSingleSampleTest(chex.TestCase):
         got = fn(z[:1], mean[:1], log_var[:1], prior_means[0], prior_log_vars[0], mask[:1])
         chex.assert_trees_all_close(got, np.zeros(1, np.float32), atol=_ATOL)
 
-    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
+    @chex.variants(with_jit=True)  # the no-jit path: the docstring example
     def test_log_two_with_one_equal_and_one_far_component(self):
         z = jnp.array([[0.3, -1.2, 0.5]])
         mean, log_var = jnp.zeros((1, 3)), jnp.zeros((1, 3))

@@ -405,6 +405,18 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
         chex.assert_shape(many, (6,))
         chex.assert_trees_all_close(many[0], flat[0], rtol=1e-6)
 
+    def test_vmap_over_seeds_with_a_shared_mask(self):
+        # Training with several seeds: components and samples per seed, one label mask.
+        z, means, log_vars, mask = _random_mixture_inputs(11, batch=6, num_components=9, dim=4)
+        stacked = [np.stack([a, 0.5 * a[::-1]]) for a in (z, means, log_vars)]  # [S=2, ...]
+        grad = jax.value_and_grad(functools.partial(_mixture_sum, mask=mask), argnums=(0, 1, 2))
+        mapped = jax.jit(jax.vmap(grad))(*stacked)
+        for seed in range(2):
+            one = jax.jit(grad)(*(a[seed] for a in stacked))
+            chex.assert_trees_all_close(
+                jax.tree.map(lambda a: a[seed], mapped), one, atol=1e-5, rtol=1e-5
+            )
+
     def test_bfloat16_inputs(self):
         z, means, log_vars, mask = _random_mixture_inputs(10)
         as_bf16 = [jnp.asarray(a, jnp.bfloat16) for a in (z, means, log_vars)]

@@ -14,17 +14,22 @@ is about ``d``, so float32 cancels them catastrophically at small variances (mea
 float64: 0.4 nats off at log-variance -8, 522 at -15). Every term of the direct sum is
 non-negative, so values and gradients are exact to float32 rounding at any variance.
 
-Two paths, both in the direct form and both with ``O(N K)`` memory (nothing of size
-``N K d``); ``lax.cond`` picks one from the largest number of active components in a row:
+Two paths, both in the direct form, both with ``O(N K)`` memory (nothing of size ``N K d``)
+and one custom VJP around them (reverse mode only); ``lax.cond`` picks the path, in the
+forward and again in the backward, from the largest number of active components in a row:
 
 * sparse masks (the C-GMVAE label sets): each row's active components are visited in slots of
-  ``T`` per step of a ``while_loop`` (``ceil(max active per row / T)`` steps) with a
-  streaming log-sum-exp: memory ``O(N K)`` for the mask's block counts plus ``O(N T d)``, work
-  proportional to the active pairs, gradient a custom VJP in the same form (reverse mode
-  only). Faster than the matrix products for large ``K``;
-* dense masks (a row with more than a quarter of the components): all pairs, a chunk of
-  components at a time (``lax.map`` + ``checkpoint``): memory ``O(N C d)``, work ``N K d``,
+  ``T`` per step of a ``while_loop`` (``ceil(max active per row / T)`` steps): memory
+  ``O(N K)`` for the mask index and the saved log-densities plus ``O(N T d)`` per step, work
+  proportional to the active pairs. Faster than the matrix products for large ``K``;
+* dense masks (a row with more than a quarter of the components active): all pairs, a chunk
+  of ``C`` components per ``scan`` step: memory ``O(N C d)`` per step, work ``N K d``,
   several times the matrix products' time.
+
+The forward saves the log-densities it computed (``[N, K + slack]``) and the backward reads
+the mixture weights ``exp(l - lse)`` from them: log-densities recomputed in the backward can
+differ from the forward's by float32 ulps, which for ``|l| ~ 10^9`` (a far sample, tiny
+variances) are hundreds of nats, enough to turn a weight of 1 into ``10^40``.
 """
 
 import math
@@ -139,10 +144,8 @@ def _streaming_lse(carry, log_probs):
 
 
 # Each path's forward returns the active log-densities it computed, [N, W] (sparse: by rank
-# within the row; dense: by component), and the running (max, sum) of their log-sum-exp. The
-# backward reads the weights exp(l - lse) from the saved values: recomputed log-densities can
-# differ from the forward's by a few float32 ulps, which for |l| ~ 10^9 (a far sample, tiny
-# variances) are hundreds of nats, enough to turn a weight of 1 into 10^40.
+# within the row; dense: by component), and the running (max, sum) of their log-sum-exp; the
+# backward reads the weights from them (see the module docstring).
 
 
 def _sparse_forward(z, means, precision, const, blocks, block_end, init):

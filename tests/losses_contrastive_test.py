@@ -41,7 +41,7 @@ class LabelContrastiveLossTest(chex.TestCase):
     def _fn(self, temperature=1.0):
         return jax.jit(functools.partial(losses.label_contrastive_loss, temperature=temperature))
 
-    @chex.variants(with_jit=True, without_jit=True)
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
     @parameterized.named_parameters(
         # Scores s_p = 0.3, s_n = -0.2, tau = 1/2: softplus((s_n - s_p) / tau) = log(1 + e^-1).
         ("one_positive_one_negative", [[0.3, 5.0], [-0.2, -1.0]], [1, 0], 0.5, 0.3132617),

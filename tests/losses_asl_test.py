@@ -47,7 +47,7 @@ def _np_asl_stop_grad_gradient(logits, labels, gamma_pos, gamma_neg, clip, eps):
 
 
 class AsymmetricLossTest(chex.TestCase):
-    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy_and_is_linear
     @parameterized.named_parameters(
         ("bce", [2.0, -1.0, 0.0], [1, 0, 0], dict(gamma_neg=0.0, clip=0.0), 1.1333369),
         ("bce_clip_none", [2.0, -1.0, 0.0], [1, 0, 0], dict(gamma_neg=0.0, clip=None), 1.1333369),
@@ -138,7 +138,7 @@ class AsymmetricLossTest(chex.TestCase):
         want = jax.jit(losses.asymmetric_loss)(logits, labels)
         chex.assert_trees_all_close(mapped, want, rtol=1e-6)
 
-    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy_and_is_linear
     def test_bfloat16_logits_give_float32(self):
         rng = np.random.default_rng(44)
         logits = jnp.asarray(rng.normal(size=(4, 5)), jnp.bfloat16)

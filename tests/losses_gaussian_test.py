@@ -77,7 +77,7 @@ class LogNormalDiagTest(chex.TestCase):
 
 
 class GaussianKlTest(chex.TestCase):
-    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy_and_is_non_negative
     @parameterized.named_parameters(
         # KL = d/2 * (delta mean)^2 for unit variances; 0 for identical Gaussians.
         ("identical", 0.0, 0.0, 0.0, 0.0, 0.0),

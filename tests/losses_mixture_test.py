@@ -364,7 +364,7 @@ class GaussianMixtureLogDensityTest(chex.TestCase):
         chex.assert_trees_all_close((value, grads), (want_value, want_grads), rtol=1e-6)
         np.testing.assert_array_equal(grads[1][4:], 0.0)
 
-    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy
+    @chex.variants(with_jit=True)  # the no-jit path: test_matches_numpy_loop
     def test_two_equal_components_minus_log_two_relative_to_one(self):
         z = jnp.zeros((1, 4))
         means = jnp.stack([jnp.zeros(4), jnp.full(4, 100.0)])

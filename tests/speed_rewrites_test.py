@@ -8,7 +8,7 @@ gradients, float tolerance):
 * `cpu_rewrites.repeat_leading`: summed-slices gradient vs the gradient of `jnp.broadcast_to`;
 * `models.Decoder`: the x-projection computed once for all samples vs `concat(x, z) @ W + b`
   per sample;
-* the mixture KL in matrix-product form (O(B L) memory) vs the [B, L, d] broadcast;
+* the mixture KL over the active (row, label) pairs (O(B L) memory) vs the [B, L, d] broadcast;
 * the single-seed step without vmap vs the vmapped step over a seed axis of 1.
 
 Scale: one training step with L = 10,000 labels, B = 256, d = 64 is finite, and neither its
@@ -211,7 +211,7 @@ class DecoderTest(parameterized.TestCase):
 
 
 class MixtureKLTest(parameterized.TestCase):
-    def test_matmul_form_gradient_equals_broadcast_form(self):
+    def test_active_pair_form_gradient_equals_broadcast_form(self):
         rng = np.random.default_rng(3)
         b, k, d = 5, 9, 4
         z, mean, log_var = (rng.normal(size=(b, d)).astype(np.float32) for _ in range(3))
@@ -229,14 +229,14 @@ class MixtureKLTest(parameterized.TestCase):
             log_p = log_p - jnp.log(jnp.maximum(mask.sum(-1), 1))
             return jnp.sum(jnp.where(mask.any(-1), log_q - log_p, 0.0))
 
-        def matmul_kl(z, mean, log_var, means, log_vars):
+        def active_pair_kl(z, mean, log_var, means, log_vars):
             return jnp.sum(losses.mixture_kl_single_sample(z, mean, log_var, means, log_vars, mask))
 
         args = (z, mean, log_var, means, log_vars)
         np.testing.assert_allclose(
-            jax.jit(matmul_kl)(*args), broadcast_kl(*args), rtol=1e-5, atol=1e-4
+            jax.jit(active_pair_kl)(*args), broadcast_kl(*args), rtol=1e-5, atol=1e-4
         )
-        got = jax.jit(jax.grad(matmul_kl, argnums=range(5)))(*args)
+        got = jax.jit(jax.grad(active_pair_kl, argnums=range(5)))(*args)
         want = jax.grad(broadcast_kl, argnums=range(5))(*args)
         for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -103,7 +103,7 @@ def peer_failure_hint(error: BaseException) -> str:
     text = str(error)
     if isinstance(error, jax.errors.JaxRuntimeError) or "Gloo" in text or "gloo" in text:
         return (
-            " Another process of this run stopped or failed (see its output); run the same "
+            "Another process of this run stopped or failed (see its output); run the same "
             "commands again to resume from the latest checkpoint."
         )
     return ""

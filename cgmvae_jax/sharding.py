@@ -103,8 +103,9 @@ def initialize_distributed(
             initialization_timeout=int(initialization_timeout),
         )
     except ValueError as e:  # auto-detection found nothing
+        found = "JAX detected no cluster (SLURM, Open MPI, Cloud TPU): " if auto else ""
         raise ValueError(
-            f"Could not join a multi-process run ({e}). Pass --coordinator_address, "
+            f"Could not join a multi-process run: {found}{e} Pass --coordinator_address, "
             "--num_processes and --process_id (or $JAX_COORDINATOR_ADDRESS, "
             f"${NUM_PROCESSES_ENV}, ${PROCESS_ID_ENV})."
         ) from None

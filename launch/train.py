@@ -105,7 +105,9 @@ def main(argv):
         processes.OtherProcessFailedError,
         jax.errors.JaxRuntimeError,  # a collective whose peer process went away
     ) as e:
-        print(f"{who}: {e}{processes.peer_failure_hint(e)}", file=sys.stderr)
+        print(f"{who}: {e}", file=sys.stderr)
+        if hint := processes.peer_failure_hint(e):
+            print(hint, file=sys.stderr)
         return 1
     if not processes.is_primary():
         return 0  # process 0 reports the results

@@ -200,6 +200,9 @@ class Checkpointer:
       owner: This process holds the workdir's lock (the training run): temporary directories
         left by a killed run are removed, and unreadable checkpoints are moved aside when an
         older one is restored. Readers (evaluation of a running workdir) leave both alone.
+        On a run of several processes every process is an owner and calls every method
+        (saves, restores and deletions are collective); process 0 does the removing and
+        moving, and writes the JSON parts.
     """
 
     def __init__(
@@ -211,24 +214,24 @@ class Checkpointer:
         with self._writing("the checkpoint directories"):
             # cleanup_tmp_directories: a run killed during a save leaves a temporary directory
             # behind; only the lock holder may remove it (another process may be writing it).
-            self._latest = ocp.CheckpointManager(
-                os.path.join(root, "latest"),
-                options=ocp.CheckpointManagerOptions(
-                    max_to_keep=max(int(keep), 1),
-                    create=True,
-                    enable_async_checkpointing=async_save,
-                    cleanup_tmp_directories=self.owner,
+            self._latest = self._manager(os.path.join(root, "latest"), keep, async_save)
+            self._best = self._manager(os.path.join(root, "best"), 1, async_save)
+
+    def _manager(self, directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
+            directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max(int(keep), 1),
+                create=True,
+                enable_async_checkpointing=async_save,
+                cleanup_tmp_directories=self.owner,
+                # On several processes the two managers save the same epoch at the same time:
+                # their barriers need names of their own.
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    barrier_sync_key_prefix=os.path.basename(directory)
                 ),
-            )
-            self._best = ocp.CheckpointManager(
-                os.path.join(root, "best"),
-                options=ocp.CheckpointManagerOptions(
-                    max_to_keep=1,
-                    create=True,
-                    enable_async_checkpointing=async_save,
-                    cleanup_tmp_directories=self.owner,
-                ),
-            )
+            ),
+        )
 
     # ----------------------------------------------------------------------------------------
     # Writing.
@@ -408,6 +411,15 @@ class Checkpointer:
 
     def _set_aside(self, steps: list[int]) -> None:
         """Moves unreadable latest checkpoints to `checkpoints/unreadable/` for inspection."""
+        if jax.process_index() == 0:  # on several processes, process 0 moves them for all
+            self._move_aside(steps)
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes(
+                f"cgmvae_jax_set_aside_{'_'.join(str(s) for s in steps)}"
+            )
+        self._latest.reload()
+
+    def _move_aside(self, steps: list[int]) -> None:
         aside = os.path.join(self.directory, "unreadable")
         os.makedirs(aside, exist_ok=True)
         for step in steps:
@@ -423,7 +435,6 @@ class Checkpointer:
                 source,
                 target,
             )
-        self._latest.reload()
 
     def best_epoch(self) -> int | None:
         return self._best.latest_step()

@@ -6,6 +6,12 @@ Shaped like the Flax examples' loop: for every epoch, train (the compiled progra
 at the end score the best parameters and write `results.json`. The workdir's lock, stop
 signals and files are `cgmvae_jax.workdir`'s; the run's state is the `Progress` dataclass,
 saved with every checkpoint.
+
+On a run of several processes (`sharding.initialize_distributed`) every process runs this loop
+over the global device mesh; process 0 alone takes the lock and writes config.json,
+metrics.jsonl, TensorBoard events, model/ and results.json, while every process takes part in
+each checkpoint save and restore. Host decisions that launch collectives (checkpoint now, stop
+now) are agreed with `cgmvae_jax.processes`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from absl import logging
 
 from cgmvae_jax import checkpoint as checkpoint_lib
-from cgmvae_jax import compilation, config_lib, evaluation, model_file, writers
+from cgmvae_jax import compilation, config_lib, evaluation, model_file, processes, writers
 from cgmvae_jax import data as data_lib
 from cgmvae_jax import trainer as trainer_lib
 from cgmvae_jax import workdir as workdir_lib
@@ -148,11 +154,14 @@ def train_and_evaluate(
     if config.compilation_cache:
         compilation.enable_cache()
     workdir = os.path.abspath(workdir)
-    created = not os.path.exists(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    primary = processes.is_primary()
+    created = primary and not os.path.exists(workdir)
     lock = workdir_lib.WorkdirLock(workdir)
     try:
-        lock.acquire()
+        with processes.fail_together("taking the workdir's lock"):
+            if primary:  # one lock for the run, held by process 0
+                os.makedirs(workdir, exist_ok=True)
+                lock.acquire()
         with workdir_lib.StopSignals() as stop:
             return _train_and_evaluate(config, workdir, stop, dataset, on_epoch)
     except BaseException:
@@ -167,15 +176,16 @@ def _train_and_evaluate(config, workdir: str, stop, dataset, on_epoch) -> dict:
     run = _start(config, workdir, stop, dataset)
     if isinstance(run, dict):
         return run  # the results of a finished run
+    primary = processes.is_primary()
     events = writers.EventWriter(
         workdir,
-        enabled=bool(config.tensorboard),
+        enabled=bool(config.tensorboard) and primary,
         first_epoch=run.first_epoch,
         first_seed=int(config.seed),
     )
     with run.ckpt:
         try:
-            bar = _progress_bar(config, run.first_epoch)
+            bar = _progress_bar(config, run.first_epoch) if primary else None
             for epoch in range(run.first_epoch, int(config.num_epochs)):
                 t0 = time.perf_counter()
                 step_metrics = _train_epoch(run, epoch)
@@ -185,7 +195,8 @@ def _train_and_evaluate(config, workdir: str, stop, dataset, on_epoch) -> dict:
                 record = _epoch_record(run, epoch, seconds, step_metrics, score)
                 _save_epoch(run, epoch, record, improved)
                 events.write(record)
-                _report(bar, record)
+                if primary:
+                    _report(bar, record)
                 if on_epoch is not None:
                     on_epoch(record)
             if bar is not None:
@@ -201,12 +212,19 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
     Returns the finished run's results instead when there is nothing left to train.
     """
     compile_seconds = compilation.compile_seconds()
-    workdir_lib.check_config_compatible(workdir, config)
-    dataset, splits = data_lib.load_from_config(config, dataset)
-    config_lib.validate_against_data(config, splits)
-    workdir_lib.write_json_atomic(
-        os.path.join(workdir, "config.json"), workdir_lib.config_dict(config)
-    )
+    primary = processes.is_primary()
+    with processes.fail_together("starting the run"):
+        if primary:
+            workdir_lib.check_config_compatible(workdir, config)
+        dataset, splits = data_lib.load_from_config(config, dataset)
+        config_lib.validate_against_data(config, splits)
+        if primary:
+            workdir_lib.write_json_atomic(
+                os.path.join(workdir, "config.json"), workdir_lib.config_dict(config)
+            )
+        trainer = Trainer(
+            config, splits.train_x.shape[1], splits.train_y.shape[1], len(splits.train_x)
+        )
     logging.info(
         "Data %s: F=%d L=%d train/val/test = %d/%d/%d (%s)",
         dataset.name,
@@ -217,7 +235,6 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
         splits.test_x.shape[0],
         splits.description,
     )
-    trainer = Trainer(config, splits.train_x.shape[1], splits.train_y.shape[1], len(splits.train_x))
     state = trainer.init_state()
     run = _Run(
         config=config,
@@ -238,10 +255,12 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
         compile_seconds_at_start=compile_seconds,
     )
     try:
-        restored = run.ckpt.restore_latest(run.state, run.best_params)
+        with processes.fail_together("restoring the latest checkpoint"):
+            restored = run.ckpt.restore_latest(run.state, run.best_params)
         if restored is not None:
             run.state, run.best_params, saved = restored
             run.progress = Progress.from_json(saved)
+            processes.check_same(run.progress.epoch, "the epoch of the restored checkpoint")
             logging.info("Resumed %s after epoch %d.", workdir, run.progress.epoch)
             if run.progress.epoch + 1 >= int(config.num_epochs) and os.path.exists(
                 run.results_path
@@ -252,7 +271,8 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
         # Checkpoints of later epochs (a best one written just before a kill, or newer ones
         # after a fallback) are from epochs about to be trained again.
         run.ckpt.discard_after(run.progress.epoch)
-        workdir_lib.truncate_metrics(run.metrics_path, run.progress.epoch)
+        if primary:
+            workdir_lib.truncate_metrics(run.metrics_path, run.progress.epoch)
         run.feed = trainer_lib.Feed(trainer, splits, config)
     except BaseException:
         run.ckpt.close()
@@ -364,30 +384,41 @@ def _save_epoch(run: _Run, epoch: int, record: dict, improved: np.ndarray) -> No
     its checkpoint. Best before latest: a kill between the two leaves a latest checkpoint
     whose best_params agree with the best directory.
     """
-    workdir_lib.append_jsonl(run.metrics_path, record)
+    if processes.is_primary():
+        workdir_lib.append_jsonl(run.metrics_path, record)
     run.best_unsaved |= bool(improved.any())
     last = epoch + 1 >= int(run.config.num_epochs)
     elapsed = time.monotonic() - run.last_save
-    if last or run.stop.received or elapsed >= float(run.config.checkpoint_every_secs):
+    # Every process saves or none does: a signal to any process or process clocks that differ
+    # must not split them (a save is a collective).
+    stopping, due = processes.any_of(
+        [run.stop.received is not None, last or elapsed >= float(run.config.checkpoint_every_secs)]
+    )
+    if due or stopping:
         if run.best_unsaved:
             run.ckpt.save_best(epoch, run.best_params, dataclasses.asdict(run.progress.selection))
             run.best_unsaved = False
         run.ckpt.save_latest(epoch, run.state, run.best_params, run.progress.to_json())
         run.last_save = time.monotonic()
         run.saved_epoch = epoch
-    if not last:
-        _check_stop(run, mid_epoch=False)
+    if stopping and not last:
+        _interrupt(run, mid_epoch=False)
 
 
 def _check_stop(run: _Run, mid_epoch: bool) -> None:
-    """Raises TrainingInterrupted after a signal, once the latest checkpoint is on disk."""
-    if run.stop.received is None:
-        return
+    """Raises TrainingInterrupted after a signal to this or any other process of the run."""
+    (stopping,) = processes.any_of([run.stop.received is not None])
+    if stopping:
+        _interrupt(run, mid_epoch)
+
+
+def _interrupt(run: _Run, mid_epoch: bool) -> None:
+    """Raises TrainingInterrupted once the latest checkpoint is on disk."""
     run.ckpt.wait()
     where = f"the partial epoch {run.progress.epoch + 1} was discarded; " if mid_epoch else ""
+    signal = run.stop.received or "a signal to another process of the run"
     raise TrainingInterrupted(
-        f"Stopped by {run.stop.received}: {where}{run.latest_text()}. Run the same "
-        "command again to resume."
+        f"Stopped by {signal}: {where}{run.latest_text()}. Run the same command again to resume."
     )
 
 
@@ -460,9 +491,10 @@ def _write_results(run: _Run) -> dict:
         results["skipped_steps"] = int(progress.skipped_steps)
     results.update(scores)
     run.ckpt.wait()
-    _write_model(run, results)  # before results.json, which marks the run finished
-    workdir_lib.write_json_atomic(run.results_path, results)
-    logging.info("Results written to %s", run.results_path)
+    if processes.is_primary():
+        _write_model(run, results)  # before results.json, which marks the run finished
+        workdir_lib.write_json_atomic(run.results_path, results)
+        logging.info("Results written to %s", run.results_path)
     return results
 
 

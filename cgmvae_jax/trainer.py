@@ -252,7 +252,12 @@ def predict_probs(apply_fn: Callable, params, x: jax.Array) -> jax.Array:
 
 
 def predict_in_batches(
-    fn: Callable, params, x, batch_size: int, prepare: Callable | None = None
+    fn: Callable,
+    params,
+    x,
+    batch_size: int,
+    prepare: Callable | None = None,
+    place: Callable = jnp.asarray,
 ) -> np.ndarray:
     """`fn(params, x_batch) -> [S, n, L]` over x [N, F] in batches of `batch_size` rows.
 
@@ -266,6 +271,7 @@ def predict_in_batches(
         (numpy by default; e.g. a scipy.sparse matrix with a densifying `prepare`).
       batch_size: Rows per call.
       prepare: Maps a row slice of `x` to the float32 array passed to `fn`.
+      place: Puts the (padded) host batch on the device(s) (e.g. replicated on a mesh).
 
     Returns:
       float32 [S, N, L] on the host.
@@ -280,7 +286,7 @@ def predict_in_batches(
         if m < batch_size and n > batch_size:
             pad = np.zeros((batch_size - m,) + chunk.shape[1:], chunk.dtype)
             chunk = np.concatenate([chunk, pad])
-        out.append(np.asarray(fn(params, jnp.asarray(chunk)))[:, :m])
+        out.append(np.asarray(fn(params, place(chunk)))[:, :m])
     return np.concatenate(out, axis=1)
 
 
@@ -350,10 +356,12 @@ class Trainer:
         self.model = models.make_model(config, num_features, num_labels)
         self.tx = make_optimizer(config, self.steps_per_epoch)
         self.loss_fn = objective.make_loss_fn(config)
-        self.keys = seed_keys(config)
         self.mesh = sharding.make_mesh(config)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
+        self.stacked_sharding = sharding.stacked_batch_sharding(self.mesh)  # [S, n, B, ...]
         self.replicated = sharding.replicated(self.mesh)
+        # Every process derives the same keys; on a mesh they are global replicated arrays.
+        self.keys = self.put_replicated(seed_keys(config))
 
         def init_one(key):
             return create_train_state(self.model, self.tx, num_features, num_labels, key)
@@ -370,6 +378,7 @@ class Trainer:
         num_seeds = self.num_seeds
         self._steps_gather = jax.jit(
             _over_seeds(steps_one, (0, 0, None, None, 0, 0), num_seeds),
+            out_shardings=self.replicated,
             donate_argnums=0,
         )
         self._steps_batches = jax.jit(
@@ -378,6 +387,7 @@ class Trainer:
                 (0, 0, 0, 0, 0),
                 num_seeds,
             ),
+            out_shardings=self.replicated,
             donate_argnums=0,
         )
         self._epoch_indices = jax.jit(
@@ -386,21 +396,28 @@ class Trainer:
                     epoch_indices, num_examples=num_train, batch_size=self.batch_size
                 ),
                 in_axes=(0, None),
-            )
+            ),
+            out_shardings=self.replicated,
         )
         self._predict = jax.jit(
             jax.vmap(
                 lambda params, x: predict_probs(self.model.apply, params, x),
                 in_axes=(0, None),
-            )
+            ),
+            out_shardings=self.replicated,
         )
         self._select = jax.jit(
             lambda improved, new, old: jax.tree.map(
                 lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
                 new,
                 old,
-            )
+            ),
+            out_shardings=self.replicated,
         )
+
+    def put_replicated(self, tree):
+        """Host values that every process holds identically, as the programs' inputs."""
+        return sharding.put_replicated(tree, self.replicated)
 
     def init_state(self) -> TrainState:
         """Train states of all seeds, stacked on a leading axis."""
@@ -408,7 +425,7 @@ class Trainer:
 
     def epoch_batches(self, epoch: int):
         """Per-seed indices [S, steps, B] and weights [S, steps, B] of an epoch."""
-        return self._epoch_indices(self.keys["perm"], jnp.int32(epoch))
+        return self._epoch_indices(self.keys["perm"], self.put_replicated(np.int32(epoch)))
 
     def run_steps(self, state, data_x, data_y, indices, weights):
         """Runs the steps given by `indices`/`weights` [S, n, B] on device-resident data."""
@@ -426,11 +443,17 @@ class Trainer:
 
     def predict(self, params, x: np.ndarray) -> np.ndarray:
         """Probabilities [S, N, L] for features [N, F], in fixed-size batches (no recompiles)."""
-        return predict_in_batches(self._predict, params, x, int(self.config.eval_batch_size))
+        return predict_in_batches(
+            self._predict,
+            params,
+            x,
+            int(self.config.eval_batch_size),
+            place=self.put_replicated,
+        )
 
     def select(self, improved: np.ndarray, new, old):
         """Per seed, `new` where `improved` else `old` (stacked pytrees)."""
-        return self._select(jnp.asarray(improved), new, old)
+        return self._select(self.put_replicated(np.asarray(improved)), new, old)
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,20 +461,34 @@ class Trainer:
 
 
 def _stream_batches(
-    train_x: np.ndarray, train_y: np.ndarray, indices, weights, chunk: int
+    train_x: np.ndarray, train_y: np.ndarray, indices, weights, chunk: int, batches=None
 ) -> Iterator[tuple[jax.Array, jax.Array, jax.Array]]:
-    """Yields device batches [S, n, B, ...] chunk by chunk, one chunk ahead (double buffering)."""
+    """Yields device batches [S, n, B, ...] chunk by chunk, one chunk ahead (double buffering).
+
+    With `batches` (the sharding of [S, n, B, ...] on a mesh) each process gathers and
+    transfers only the rows of each batch that its own devices hold, and the batches are
+    global arrays assembled from every process's rows.
+    """
     idx_host = np.asarray(indices)
     w_host = np.asarray(weights)
     steps = idx_host.shape[1]
+    mine = slice(None)
+    if batches is not None:
+        mine = sharding.process_slice(batches, idx_host.shape, axis=2)
+
+    def put(local, rows_shape):
+        if batches is None:
+            return jax.device_put(local)
+        return sharding.put_process_rows(local, batches, rows_shape + local.shape[3:])
 
     def make(start):
         sl = slice(start, min(start + chunk, steps))
         rows = idx_host[:, sl]
+        local = rows[:, :, mine]
         return (
-            jax.device_put(train_x[rows]),
-            jax.device_put(train_y[rows]),
-            jax.device_put(w_host[:, sl]),
+            put(train_x[local], rows.shape),
+            put(train_y[local], rows.shape),
+            put(w_host[:, sl][:, :, mine], rows.shape),
         )
 
     starts = list(range(0, steps, chunk))
@@ -468,6 +505,11 @@ class Feed:
 
     On the device when it fits `config.device_data_limit_mb` (each call gathers its batches
     from the resident arrays), else streamed from host memory chunk by chunk.
+
+    On a mesh the resident split is replicated on every device (of every process), so that each
+    epoch's permutation can pick any row on any device without moving data between devices;
+    the step's sharding constraint then makes each device gather only its own rows of the
+    batch. Streamed batches are sharded instead: each process transfers only its devices' rows.
     """
 
     def __init__(self, trainer: Trainer, splits, config):
@@ -500,5 +542,8 @@ class Feed:
                     weights=weights[:, sl],
                 )
         else:
-            for bx, by, bw in _stream_batches(self.train_x, self.train_y, indices, weights, chunk):
+            stream = _stream_batches(
+                self.train_x, self.train_y, indices, weights, chunk, trainer.stacked_sharding
+            )
+            for bx, by, bw in stream:
                 yield functools.partial(trainer.run_batches, batch_x=bx, batch_y=by, weights=bw)

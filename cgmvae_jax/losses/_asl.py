@@ -19,6 +19,7 @@ def _focusing_weight(base: jax.Array, gamma) -> jax.Array:
     return jnp.where(positive, jnp.power(safe_base, gamma), at_zero)
 
 
+# Over 80 lines with its docstring (equation, shapes, differences from the released code).
 def asymmetric_loss(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,

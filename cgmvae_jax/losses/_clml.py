@@ -84,6 +84,7 @@ def _nuclear_norm_bwd(residuals, g):
 _nuclear_norm.defvjp(_nuclear_norm_fwd, _nuclear_norm_bwd)
 
 
+# Over 80 lines with its docstring (equation, shapes, differences from the released code).
 def clml_loss(
     features: jax.typing.ArrayLike,
     logits: jax.typing.ArrayLike,

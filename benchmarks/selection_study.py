@@ -32,6 +32,9 @@ CANDIDATES = {
     "window3": {"selection_window": 3},
     "window5": {"selection_window": 5},
     "window10": {"selection_window": 10},
+    "ema5": {"ema_epochs": 5.0},
+    "ema10": {"ema_epochs": 10.0},
+    "ema10_window5": {"ema_epochs": 10.0, "selection_window": 5},
 }
 METRICS = (("example_f1", "ex-F1"), ("macro_f1", "ma-F1"))
 PROTOCOLS = ("val_per_metric", "val_tuned", "official")

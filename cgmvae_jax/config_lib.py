@@ -107,6 +107,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.restart_period = 50  # cosine warm restarts: T0 in epochs
     c.restart_mult = 2  # T_mult
     c.weight_decay = 1e-5  # coupled L2, as torch Adam(weight_decay=...)
+    # Validate (and keep as the best) an exponential moving average of the parameters over
+    # about this many epochs instead of the parameters themselves (0 = off).
+    c.ema_epochs = 0.0
     c.steps_per_call = 0  # train steps per compiled call; 0 = the whole epoch
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
     c.skip_nonfinite = False  # skip updates with a non-finite loss instead of stopping
@@ -261,7 +264,7 @@ _RANGES = (
     (("clml_start_epoch",), lambda v: int(v) >= 0, "must be >= 0"),
     (("steps_per_call",), lambda v: int(v) >= 0, "must be >= 0 (0 = the whole epoch per call)"),
     (("num_devices",), lambda v: int(v) >= 0, "must be >= 0 (0 = all visible devices)"),
-    (("device_data_limit_mb",), lambda v: float(v) >= 0, "must be >= 0"),
+    (("device_data_limit_mb", "ema_epochs"), lambda v: float(v) >= 0, "must be >= 0"),
     (("checkpoint_every_secs",), lambda v: float(v) >= 0, "must be >= 0 (0 = after every epoch)"),
 )
 

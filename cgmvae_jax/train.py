@@ -341,13 +341,14 @@ def _validate(run: _Run, epoch: int) -> tuple[evaluation.EpochScore, np.ndarray]
     Returns the score and which seeds improved, bool [S].
     """
     score = evaluation.validate(
-        _predict(run, run.state.params, "val", epoch),
+        _predict(run, run.trainer.eval_params(run.state), "val", epoch),
         run.splits.val_y,
         float(run.config.threshold),
     )
     improved = run.progress.selection.update(epoch, score)
     if improved.any():
-        run.best_params = run.trainer.select(improved, run.state.params, run.best_params)
+        params = run.trainer.eval_params(run.state)
+        run.best_params = run.trainer.select(improved, params, run.best_params)
     return score, improved
 
 

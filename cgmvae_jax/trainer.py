@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,11 +79,56 @@ def make_optimizer(
         epoch = jnp.minimum(count // steps_per_epoch, lrs.shape[0] - 1)
         return lrs[epoch]
 
-    return optax.chain(
+    transforms = [
         optax.add_decayed_weights(config.weight_decay),
         optax.scale_by_adam(),
         optax.scale_by_learning_rate(schedule),
-    )
+    ]
+    decay = ema_decay(config, steps_per_epoch)
+    if decay is not None:
+        transforms.append(track_params_ema(decay))
+    return optax.chain(*transforms)
+
+
+def ema_decay(config: ml_collections.ConfigDict, steps_per_epoch: int) -> float | None:
+    """Per-step decay of the parameter average over `config.ema_epochs` epochs (None: off)."""
+    if float(config.ema_epochs) <= 0:
+        return None
+    return 1.0 - 1.0 / max(float(config.ema_epochs) * steps_per_epoch, 1.0)
+
+
+class ParamsEmaState(NamedTuple):
+    """Step count and the (biased) exponential moving average of the parameters."""
+
+    count: jax.Array
+    ema: Any
+
+
+def track_params_ema(decay: float) -> optax.GradientTransformation:
+    """Keeps an exponential moving average of the updated parameters in the optimizer state.
+
+    The last transformation of the chain: it passes the updates through unchanged and records
+    `ema = decay * ema + (1 - decay) * (params + updates)`, from zeros with Adam-style bias
+    correction (`params_ema`). Being optimizer state, the average is checkpointed, restored
+    and vmapped over seeds with everything else.
+    """
+
+    def init_fn(params):
+        return ParamsEmaState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params):
+        new_params = optax.apply_updates(params, updates)
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, new_params)
+        return updates, ParamsEmaState(optax.safe_int32_increment(state.count), ema)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def params_ema(state: TrainState, decay: float):
+    """The bias-corrected average kept by `track_params_ema` (the last state of the chain)."""
+    ema_state = state.opt_state[-1]
+    correction = 1.0 - decay ** ema_state.count.astype(jnp.float32)
+    return jax.tree.map(lambda e: e / jnp.maximum(correction, 1e-12), ema_state.ema)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,6 +451,13 @@ class Trainer:
             ),
             out_shardings=self.replicated,
         )
+        decay = ema_decay(config, self.steps_per_epoch)
+        self._eval_params = None
+        if decay is not None:
+            self._eval_params = jax.jit(
+                jax.vmap(functools.partial(params_ema, decay=decay)),
+                out_shardings=self.replicated,
+            )
         self._select = jax.jit(
             lambda improved, new, old: jax.tree.map(
                 lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
@@ -450,6 +502,12 @@ class Trainer:
             int(self.config.eval_batch_size),
             place=self.put_replicated,
         )
+
+    def eval_params(self, state: TrainState):
+        """The parameters validated and kept as the best: the average with `ema_epochs`."""
+        if self._eval_params is None:
+            return state.params
+        return self._eval_params(state)
 
     def select(self, improved: np.ndarray, new, old):
         """Per seed, `new` where `improved` else `old` (stacked pytrees)."""

@@ -49,6 +49,7 @@ INCOMPATIBLE_FIELDS = (
     "synthetic_labels",
     "kmcl_isotropic",
     "split",
+    "ema_epochs",
 )
 
 

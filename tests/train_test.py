@@ -4,12 +4,14 @@ import csv
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl.testing import absltest, parameterized
 
 from cgmvae_jax import api, config_lib, metrics, train
@@ -74,6 +76,41 @@ class ScheduleTest(parameterized.TestCase):
         g = np.array([0.5, 0.25]) + 0.1 * np.array([1.0, -2.0])
         expected = -config.learning_rate * g / (np.abs(g) + 1e-8)
         np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+
+
+class ParamsEmaTest(absltest.TestCase):
+    def test_the_average_equals_a_manual_bias_corrected_average(self):
+        decay = 0.8
+        tx = optax.chain(optax.sgd(0.1), trainer_lib.track_params_ema(decay))
+        params = {"w": jnp.array([1.0, -2.0])}
+        state = trainer_lib.TrainState.create(apply_fn=None, params=params, tx=tx)
+        history = []
+        for step in range(5):
+            state = state.apply_gradients(grads={"w": jnp.array([step, 1.0 - step])})
+            history.append(np.asarray(state.params["w"]))
+        weights = np.array([(1 - decay) * decay ** (4 - i) for i in range(5)])
+        want = (weights[:, None] * np.stack(history)).sum(0) / (1 - decay**5)
+        got = trainer_lib.params_ema(state, decay)["w"]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+    def test_a_run_with_an_average_resumes_to_the_same_parameters(self):
+        root = tempfile.mkdtemp(prefix="ema_test_")
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        config = smoke_config(ema_epochs=2.0)
+        full = os.path.join(root, "full")
+        train.train_and_evaluate(config, full)
+        resumed = os.path.join(root, "resumed")
+        train.train_and_evaluate(smoke_config(ema_epochs=2.0, num_epochs=1), resumed)
+        train.train_and_evaluate(config, resumed)
+        a, b = api.load(full), api.load(resumed)
+        chex.assert_trees_all_close(a.params, b.params, atol=0, rtol=0)
+        # The kept parameters are the average's, not the last state's.
+        state, _, _ = params_of(full, config)
+        self.assertFalse(
+            np.allclose(
+                a.params["decoder"]["input_kernel"], state.params["decoder"]["input_kernel"]
+            )
+        )
 
 
 class StepTest(parameterized.TestCase):

@@ -35,6 +35,8 @@ CANDIDATES = {
     "ema5": {"ema_epochs": 5.0},
     "ema10": {"ema_epochs": 10.0},
     "ema10_window5": {"ema_epochs": 10.0, "selection_window": 5},
+    "ema10_exma": {"ema_epochs": 10.0, "selection_metrics": "macro_f1,example_f1"},
+    "exma": {"selection_metrics": "macro_f1,example_f1"},
 }
 METRICS = (("example_f1", "ex-F1"), ("macro_f1", "ma-F1"))
 PROTOCOLS = ("val_per_metric", "val_tuned", "official")

@@ -24,6 +24,7 @@ import sys
 import ml_collections
 from absl import flags
 
+from cgmvae_jax import metrics
 from cgmvae_jax.data import formats as data_formats
 from cgmvae_jax.data import loader as data_loader
 from cgmvae_jax.data import reading as data_reading
@@ -120,6 +121,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Best epoch by the mean validation macro-F1 (tuned threshold) of this many epochs ending
     # at it (1 = the epoch's own score).
     c.selection_window = 1
+    # ... of these validation metrics (comma-separated), each at its best validation threshold.
+    c.selection_metrics = "macro_f1"
     c.eval_batch_size = 1024
 
     # Runtime.
@@ -287,10 +290,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
         bad("val_fraction", "val_fraction + test_fraction must leave rows for training")
     if float(config.eta_min) < 0 or float(config.eta_min) > float(config.learning_rate):
         bad("eta_min", "must be in [0, learning_rate]")
+    unknown = set(selection_metrics(config)) - set(metrics.METRIC_NAMES)
+    if unknown:
+        names = ", ".join(metrics.METRIC_NAMES)
+        bad("selection_metrics", f"unknown metric(s) {sorted(unknown)}; the metrics: {names}")
     if config.model == "mlp" and not tuple(config.feature_hidden):
         bad("feature_hidden", "model=mlp needs at least one hidden layer, e.g. (256,)")
     if problems:
         raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def selection_metrics(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The metrics of `config.selection_metrics`, e.g. "macro_f1,example_f1"."""
+    return tuple(m.strip() for m in str(config.selection_metrics).split(",") if m.strip())
 
 
 def _unknown_field(field: str) -> str:

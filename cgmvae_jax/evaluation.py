@@ -41,11 +41,16 @@ def check_finite_predictions(probs: np.ndarray, split: str, epoch: int, first_se
 
 @dataclasses.dataclass
 class EpochScore:
-    """Validation of one epoch, per seed: tuned macro-F1, its threshold, fixed-threshold metrics."""
+    """Validation of one epoch, per seed: tuned macro-F1, its threshold, fixed-threshold metrics.
+
+    `selection` is what the best epoch is chosen by: the tuned macro-F1, or with
+    `selection_metrics` the mean of those metrics, each at its best validation threshold.
+    """
 
     macro_f1: list[float]
     thresholds: list[float]
     fixed: list[dict[str, float]]
+    selection: list[float] = dataclasses.field(default_factory=list)
 
     def log_fields(self) -> dict:
         """The validation keys of a metrics.jsonl line (means over seeds)."""
@@ -57,22 +62,32 @@ class EpochScore:
         return record
 
 
-def validate(val_probs: np.ndarray, val_labels: np.ndarray, threshold: float) -> EpochScore:
+def validate(
+    val_probs: np.ndarray,
+    val_labels: np.ndarray,
+    threshold: float,
+    selection_metrics: tuple[str, ...] = ("macro_f1",),
+) -> EpochScore:
     """Scores validation probabilities [S, N, L] of one epoch, seed by seed."""
     score = EpochScore([], [], [])
     for probs in val_probs:
         tuned = metrics.tune_threshold(probs, val_labels)
-        score.macro_f1.append(
-            metrics.multilabel_metrics(probs, val_labels, threshold=tuned)["macro_f1"]
-        )
+        macro_f1 = metrics.multilabel_metrics(probs, val_labels, threshold=tuned)["macro_f1"]
+        score.macro_f1.append(macro_f1)
         score.thresholds.append(tuned)
         score.fixed.append(metrics.multilabel_metrics(probs, val_labels, threshold=threshold))
+        if tuple(selection_metrics) == ("macro_f1",):
+            score.selection.append(macro_f1)
+        else:
+            curves = metrics.metrics_over_thresholds(probs, val_labels, metrics.THRESHOLD_GRID)
+            score.selection.append(float(np.mean([curves[m].max() for m in selection_metrics])))
     return score
 
 
 @dataclasses.dataclass
 class Selection:
-    """The best epoch of every seed so far, by validation macro-F1 at the tuned threshold.
+    """The best epoch of every seed so far, by `EpochScore.selection` (by default the
+    validation macro-F1 at the tuned threshold).
 
     With `window` > 1 an epoch is scored by the mean of the last `window` epochs' validation
     macro-F1 (its own and the ones before), which picks the end of a good stretch rather than
@@ -111,7 +126,7 @@ class Selection:
     def update(self, epoch: int, score: EpochScore) -> np.ndarray:
         """Records `epoch` for the seeds it improves; returns that bool mask [S]."""
         smoothed = []
-        for s, value in enumerate(score.macro_f1):
+        for s, value in enumerate(score.selection or score.macro_f1):
             self.recent[s] = [*self.recent[s], float(value)][-self.window :]
             smoothed.append(float(np.mean(self.recent[s])))
         improved = np.array(smoothed) > np.array(self.best_score)

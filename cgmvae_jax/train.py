@@ -344,6 +344,7 @@ def _validate(run: _Run, epoch: int) -> tuple[evaluation.EpochScore, np.ndarray]
         _predict(run, run.trainer.eval_params(run.state), "val", epoch),
         run.splits.val_y,
         float(run.config.threshold),
+        config_lib.selection_metrics(run.config),
     )
     improved = run.progress.selection.update(epoch, score)
     if improved.any():

@@ -62,6 +62,20 @@ class ValidateTest(absltest.TestCase):
         self.assertEqual({k[4:] for k in fields if k.startswith("val_") and "tuned" not in k},
                          set(helpers.METRIC_KEYS))  # fmt: skip
 
+    def test_selection_by_several_metrics_is_the_mean_of_their_best_values(self):
+        probs, y = _data()
+        default = evaluation.validate(probs, y, threshold=0.5)
+        self.assertEqual(default.selection, default.macro_f1)
+        both = evaluation.validate(probs, y, 0.5, ("macro_f1", "example_f1"))
+        for s in range(2):
+            best = {
+                m: max(
+                    metrics.multilabel_metrics(probs[s], y, t)[m] for t in metrics.THRESHOLD_GRID
+                )
+                for m in ("macro_f1", "example_f1")
+            }
+            self.assertAlmostEqual(both.selection[s], np.mean(list(best.values())))
+
     def test_nonfinite_predictions_name_the_row(self):
         probs, _ = _data()
         probs[1, 7, 2] = np.nan

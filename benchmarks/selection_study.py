@@ -37,6 +37,7 @@ CANDIDATES = {
     "ema10_window5": {"ema_epochs": 10.0, "selection_window": 5},
     "ema10_exma": {"ema_epochs": 10.0, "selection_metrics": "macro_f1,example_f1"},
     "exma": {"selection_metrics": "macro_f1,example_f1"},
+    "exma_window10": {"selection_metrics": "macro_f1,example_f1", "selection_window": 10},
 }
 METRICS = (("example_f1", "ex-F1"), ("macro_f1", "ma-F1"))
 PROTOCOLS = ("val_per_metric", "val_tuned", "official")

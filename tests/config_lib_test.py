@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 
 import ml_collections
 from absl.testing import absltest, parameterized
@@ -29,6 +30,14 @@ class DefaultsTest(absltest.TestCase):
         ):  # fmt: skip
             self.assertIn(field, config)
         self.assertEqual((config.latent_dim, config.weight_decay), (64, 1e-5))
+
+    def test_docs_list_every_field_once(self):
+        with open(os.path.join(helpers.REPO, "docs", "training.md"), encoding="utf-8") as f:
+            rows = re.findall(r"^\| `([a-z_0-9]+)` \|", f.read(), re.M)
+        fields = set(config_lib.base_config())
+        documented = [r for r in rows if r in fields]
+        self.assertEqual(set(documented), fields)
+        self.assertLen(documented, len(fields))
 
     def test_every_choice_default_is_a_choice(self):
         config = config_lib.base_config()

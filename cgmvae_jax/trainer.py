@@ -103,9 +103,30 @@ def create_train_state(
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
 
 
-def _tree_all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+def all_finite(*trees) -> jax.Array:
+    """True iff every element of every floating-point leaf of `trees` is finite.
+
+    One fused reduction per leaf into one scalar: `x - x` is 0 for a finite x and NaN for an
+    inf or NaN, so the sum of the differences is NaN exactly when some element is not finite
+    (it cannot overflow, unlike a sum of squares). A per-leaf `all(isfinite(leaf))` costs about
+    three times as much on XLA:CPU: it materialises a boolean array per leaf and reduces it in a
+    second pass, and stacking the flags adds small ops per leaf. (`x * 0` would do too, but
+    XLA:CPU rewrites a multiply-reduce into a dot with a materialised zero matrix.)
+    """
+    leaves = [
+        leaf
+        for tree in trees
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+    ]
+    if not leaves:
+        return jnp.bool_(True)
+    total = functools.reduce(jnp.add, [jnp.sum(leaf - leaf, dtype=jnp.float32) for leaf in leaves])
+    return jnp.isfinite(total)  # total is 0 or NaN
+
+
+def _select(flag: jax.Array, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
 def train_step(
@@ -158,20 +179,15 @@ def train_step(
         return loss, terms
 
     (loss, terms), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
-    finite = jnp.isfinite(loss) & _tree_all_finite(grads)
-    # A non-finite gradient must not reach the optimizer state: zero it, and keep the old state.
-    safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
-    new_state = state.apply_gradients(grads=safe_grads)
-    # Finite gradients can still overflow the update (huge features or learning rates): an
-    # update whose parameters or Adam moments are not finite is not applied either.
-    finite = finite & _tree_all_finite(new_state.params) & _tree_all_finite(new_state.opt_state)
+    new_state = state.apply_gradients(grads=grads)
+    # One flag for the whole update: the loss, the gradients and what the update produced.
+    # Finite gradients can still overflow the update (huge features or learning rates), so the
+    # new parameters and optimizer state are checked too. A non-finite update is not applied:
+    # parameters and optimizer state stay the old ones, only the step is counted.
+    finite = all_finite(loss, grads, new_state.params, new_state.opt_state)
     new_state = new_state.replace(
-        params=jax.tree.map(
-            lambda new, old: jnp.where(finite, new, old), new_state.params, state.params
-        ),
-        opt_state=jax.tree.map(
-            lambda new, old: jnp.where(finite, new, old), new_state.opt_state, state.opt_state
-        ),
+        params=_select(finite, new_state.params, state.params),
+        opt_state=_select(finite, new_state.opt_state, state.opt_state),
     )
     metrics_out = dict(terms)
     metrics_out["loss"] = loss

@@ -140,6 +140,62 @@ class StepTest(parameterized.TestCase):
         chex.assert_trees_all_equal(new_state.params, state.params)
         chex.assert_trees_all_equal(new_state.opt_state, state.opt_state)
 
+    @parameterized.named_parameters(
+        ("finite", None, 0),
+        ("inf_in_first_tree", np.inf, 0),
+        ("minus_inf_in_second_tree", -np.inf, 1),
+        ("nan_in_second_tree", np.nan, 1),
+        ("huge_but_finite", 3e38, 0),  # a sum of squares would overflow; x - x does not
+    )
+    def test_all_finite_equals_per_leaf_check(self, bad, tree):
+        rng = np.random.default_rng(0)
+        trees = [
+            {"a": rng.normal(size=(64, 33)).astype(np.float32), "n": np.int32(7)},
+            (rng.normal(size=(5,)).astype(np.float32), np.float32(2.0)),
+        ]
+        if bad is not None and tree == 0:
+            trees[0]["a"][3, 4] = bad
+        elif bad is not None:
+            trees[1][0][3] = bad
+        want = all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(trees))
+        self.assertEqual(bool(jax.jit(trainer_lib.all_finite)(*trees)), want)
+        self.assertEqual(want, bad is None or np.isfinite(bad))
+
+    def test_finite_step_equals_the_plain_update(self):
+        # The guard selects the new state when everything is finite: the plain
+        # `apply_gradients` of the same gradients, bit for bit.
+        state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
+        x, y, w = self._batch()
+        key = jax.random.key(2)
+        new_state, m = jax.jit(
+            lambda s: trainer_lib.train_step(s, x, y, w, key, loss_fn=self.trainer.loss_fn)
+        )(state)
+
+        @jax.jit
+        def plain(s):
+            dropout_key, sample_key = jax.random.split(jax.random.fold_in(key, s.step))
+            yf = y.astype(jnp.float32)
+
+            def compute_loss(params):
+                outputs = s.apply_fn(
+                    {"params": params},
+                    x,
+                    yf,
+                    train=True,
+                    rngs={"dropout": dropout_key, "sample": sample_key},
+                )
+                return self.trainer.loss_fn(outputs, yf, w, epoch=0)
+
+            (loss, _), grads = jax.value_and_grad(compute_loss, has_aux=True)(s.params)
+            return s.apply_gradients(grads=grads), loss
+
+        want_state, want_loss = plain(state)
+        self.assertTrue(bool(m["finite"]))
+        np.testing.assert_array_equal(m["loss"], want_loss)
+        chex.assert_trees_all_equal(new_state.params, want_state.params)
+        chex.assert_trees_all_equal(new_state.opt_state, want_state.opt_state)
+        self.assertEqual(int(new_state.step), 1)
+
     def test_epoch_indices_cover_each_row_once(self):
         idx, w = trainer_lib.epoch_indices(jax.random.key(3), 2, num_examples=70, batch_size=32)
         self.assertEqual(idx.shape, (3, 32))

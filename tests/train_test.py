@@ -1,6 +1,7 @@
 """Tests of the training system: schedule, optimizer, steps, epoch loop, outputs and resume."""
 
 import csv
+import functools
 import importlib.util
 import json
 import math
@@ -195,6 +196,48 @@ class StepTest(parameterized.TestCase):
         chex.assert_trees_all_equal(new_state.params, want_state.params)
         chex.assert_trees_all_equal(new_state.opt_state, want_state.opt_state)
         self.assertEqual(int(new_state.step), 1)
+
+    @parameterized.named_parameters(
+        ("finite", None, 1e-3),
+        ("nan_loss_at_step_2", 2, 1e-3),
+        ("updates_overflow", None, 1e38),  # parameters overflow after the first update
+    )
+    def test_state_checked_per_call_equals_per_step(self, nan_step, learning_rate):
+        config = smoke_config(learning_rate=learning_rate)
+        trainer = train.Trainer(config, 16, 6, 64)
+        state = jax.tree.map(lambda a: a[0], trainer.init_state())
+        rng = np.random.default_rng(3)
+        data_x = jnp.asarray(rng.normal(size=(64, 16)).astype(np.float32))
+        data_y = jnp.asarray((rng.random((64, 6)) < 0.3).astype(np.uint8))
+        indices = jnp.asarray(rng.integers(0, 64, size=(4, 32)), jnp.int32)
+        weights = jnp.ones((4, 32), jnp.float32)
+
+        def loss_fn(outputs, labels, w, *, epoch=None):
+            loss, terms = trainer.loss_fn(outputs, labels, w, epoch=epoch)
+            if nan_step is not None:  # the step number is the loss's `epoch` (1 step/epoch)
+                loss = jnp.where(epoch == nan_step, jnp.nan, loss)
+            return loss, terms
+
+        def run(check_each_step):
+            fn = functools.partial(
+                trainer_lib.train_steps,
+                loss_fn=loss_fn,
+                steps_per_epoch=1,
+                check_each_step=check_each_step,
+            )
+            return jax.jit(fn)(state, jax.random.key(0), data_x, data_y, indices, weights)
+
+        (want_state, want), (got_state, got) = run(True), run(False)
+        chex.assert_trees_all_equal(got_state.params, want_state.params)
+        chex.assert_trees_all_equal(got_state.opt_state, want_state.opt_state)
+        chex.assert_trees_all_equal(got, want)
+        expected = np.ones(4, bool)
+        if nan_step is not None:
+            expected[nan_step] = False
+        if learning_rate > 1:
+            expected[1:] = False  # the first update (about 1e38) still fits in float32
+        np.testing.assert_array_equal(got["finite"], expected)
+        chex.assert_tree_all_finite(got_state.params)
 
     def test_epoch_indices_cover_each_row_once(self):
         idx, w = trainer_lib.epoch_indices(jax.random.key(3), 2, num_examples=70, batch_size=32)

@@ -232,9 +232,9 @@ def _train_step_prechecked(
     state: TrainState, x, y, weights, key, *, loss_fn, steps_per_epoch=1, batch_sharding=None
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """`train_step` without the check of the updated state: only the loss and the gradients
-    decide whether the update is applied. That flag is known before the update, so XLA fuses
-    the select into the optimizer's element-wise update (no extra pass over the state); an
-    update that overflows is applied. `train_steps(check_each_step=False)` catches that case."""
+    decide whether the update is applied. That flag is known before the update, so the update
+    runs (in place) or not behind a `lax.cond`, with no extra pass over the state; an update that
+    overflows is applied. `train_steps(check_each_step=False)` catches that case."""
     loss, terms, grads = _loss_and_grads(
         state,
         x,
@@ -247,10 +247,14 @@ def _train_step_prechecked(
     )
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & _grads_finite(grads, grad_norm)
-    new_state = state.apply_gradients(grads=grads)
-    new_state = new_state.replace(
-        params=_select(finite, new_state.params, state.params),
-        opt_state=_select(finite, new_state.opt_state, state.opt_state),
+    # A `lax.cond`, not a select: the taken branch updates the state in place, as an unguarded
+    # step does. With a select, each of the parameter and moment updates reads the old
+    # parameters and moments while the others overwrite them, and XLA copies the state first.
+    new_state = jax.lax.cond(
+        finite,
+        lambda s: s.apply_gradients(grads=grads),
+        lambda s: s.replace(step=s.step + 1),
+        state,
     )
     return new_state, _metrics(terms, loss, grad_norm, finite)
 

@@ -164,7 +164,7 @@ class StepTest(parameterized.TestCase):
 
     def test_finite_step_equals_the_plain_update(self):
         # The guard selects the new state when everything is finite: the plain
-        # `apply_gradients` of the same gradients, bit for bit.
+        # `apply_gradients` of the same gradients.
         state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
         x, y, w = self._batch()
         key = jax.random.key(2)
@@ -192,9 +192,10 @@ class StepTest(parameterized.TestCase):
 
         want_state, want_loss = plain(state)
         self.assertTrue(bool(m["finite"]))
-        np.testing.assert_array_equal(m["loss"], want_loss)
-        chex.assert_trees_all_equal(new_state.params, want_state.params)
-        chex.assert_trees_all_equal(new_state.opt_state, want_state.opt_state)
+        # Two separately compiled programs: equal up to XLA's fusion choices (float rounding).
+        np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-6)
+        chex.assert_trees_all_close(new_state.params, want_state.params, rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(new_state.opt_state, want_state.opt_state, rtol=1e-5, atol=1e-9)
         self.assertEqual(int(new_state.step), 1)
 
     @parameterized.named_parameters(

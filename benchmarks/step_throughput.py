@@ -44,7 +44,8 @@ What one setting measures:
 
 The JSON object has at least `jax_steps_per_sec` (the whole-epoch scan program, what training
 runs with the default `steps_per_call=0`), `torch_steps_per_sec`, `ratio`, `flops_per_step`,
-`matmul_peak_flops`, `mfu` and `device`.
+`matmul_peak_flops`, `mfu` and `device`; `scan_vs_call1` is the median per-round ratio of the
+scan program's steps/s to the one-step program's.
 """
 
 from __future__ import annotations
@@ -424,6 +425,9 @@ def measure(config) -> dict:
             compile_seconds_scan=scan_prog.compile_seconds,
             jax_steps_per_sec=_median(rates["jax"]),
             jax_steps_per_sec_call1=_median(rates["jax_call1"]),
+            # Median of per-round ratios: medians of the two programs taken over different rounds
+            # can disagree on a machine whose speed jumps between rounds (other processes).
+            scan_vs_call1=hardware.median_ratio(rates, "jax", "jax_call1"),
             jax_samples_per_sec=_median(rates["jax"]) * batch * int(config.num_seeds),
         )
         if "torch" in rates:

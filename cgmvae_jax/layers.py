@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cgmvae_jax import config_lib
+from cgmvae_jax.cpu_rewrites import matmul
 
 Initializer = Callable[..., jax.Array]
 
@@ -68,7 +69,7 @@ class Dense(nn.Module):
         kernel = self.param("kernel", kernel_init, (fan_in, self.features), jnp.float32)
         bias = self.param("bias", bias_init, (self.features,), jnp.float32)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        return x @ kernel + bias  # [..., features]
+        return matmul(x, kernel) + bias  # [..., features]
 
 
 class MLP(nn.Module):

@@ -35,7 +35,7 @@ import ml_collections
 from flax import linen as nn
 
 from cgmvae_jax import baselines, config_lib
-from cgmvae_jax.cpu_rewrites import l2_normalize, repeat_leading
+from cgmvae_jax.cpu_rewrites import l2_normalize, matmul, repeat_leading
 from cgmvae_jax.layers import MLP, Dense, GaussianHeads, initializers
 
 
@@ -133,10 +133,10 @@ class Decoder(nn.Module):
         kernel = self.param("input_kernel", kernel_init, (fan_in, sizes[0]), jnp.float32)
         bias = self.param("input_bias", bias_init, (sizes[0],), jnp.float32)
         x, z, kernel, bias = nn.dtypes.promote_dtype(x, z, kernel, bias, dtype=self.dtype)
-        x_part = x @ kernel[:num_features] + bias  # [B, H], shared by all samples
+        x_part = matmul(x, kernel[:num_features]) + bias  # [B, H], shared by all samples
         if z.ndim > x.ndim:
             x_part = repeat_leading(x_part, z.shape[0])  # [S, B, H]
-        h = x_part + z @ kernel[num_features:]  # [(S,) B, H]
+        h = x_part + matmul(z, kernel[num_features:])  # [(S,) B, H]
         for i, size in enumerate(sizes[1:]):
             h = Dense(size, param_init=self.param_init, dtype=self.dtype, name=f"layer_{i + 1}")(
                 nn.relu(h)
@@ -203,7 +203,8 @@ class CGMVAE(nn.Module):
         """emb @ W.T (no bias), float32 [..., L]; the matmul runs in the compute dtype."""
         w = self.label_encoder.embeddings  # [L, E]
         emb, w = nn.dtypes.promote_dtype(embeddings, w, dtype=self.dtype)
-        return jnp.matmul(emb, w.T, preferred_element_type=jnp.float32)
+        logits = matmul(emb, w, transpose_kernel=True, preferred_element_type=jnp.float32)
+        return logits.astype(jnp.float32)
 
     def __call__(self, x: jax.Array, y: jax.Array, *, train: bool) -> dict[str, jax.Array]:
         """Both branches.

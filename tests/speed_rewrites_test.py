@@ -6,6 +6,8 @@ gradients, float tolerance):
 * `cpu_rewrites.l2_normalize`: hand-written gradient vs the automatic gradient of
   `v / sqrt(max(||v||^2, 1e-24))`;
 * `cpu_rewrites.repeat_leading`: summed-slices gradient vs the gradient of `jnp.broadcast_to`;
+* `cpu_rewrites.matmul`: the weight gradient from a materialised transpose vs the automatic
+  gradient of `jnp.matmul` (kernel [K, M] and transposed [M, K], leading sample axes);
 * `models.Decoder`: the x-projection computed once for all samples vs `concat(x, z) @ W + b`
   per sample;
 * the mixture KL over the active (row, label) pairs (O(B L) memory) vs the [B, L, d] broadcast;
@@ -152,6 +154,64 @@ class RepeatLeadingTest(parameterized.TestCase):
             lambda a: jnp.sum(g * jax.vmap(lambda b: cpu_rewrites.repeat_leading(b, 3))(a))
         )
         np.testing.assert_allclose(grad(x), g.sum(axis=1), rtol=1e-6, atol=1e-6)
+
+
+class MatmulTest(parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("rows", (7,), False),
+        ("samples_rows", (3, 7), False),
+        ("transposed_kernel", (7,), True),
+        ("samples_transposed_kernel", (3, 7), True),
+    )
+    def test_value_and_gradients_equal_jnp_matmul(self, lead, transpose_kernel):
+        rng = np.random.default_rng(len(lead) + 2 * transpose_kernel)
+        k, m = 5, 6
+        x = rng.normal(size=(*lead, k)).astype(np.float32)
+        kernel = rng.normal(size=(m, k) if transpose_kernel else (k, m)).astype(np.float32)
+        g = rng.normal(size=(*lead, m)).astype(np.float32)
+
+        def plain(a, w):
+            return jnp.matmul(a, w.T if transpose_kernel else w)
+
+        def fast(a, w):
+            return cpu_rewrites.matmul(a, w, transpose_kernel=transpose_kernel)
+
+        np.testing.assert_allclose(jax.jit(fast)(x, kernel), plain(x, kernel), rtol=1e-5, atol=1e-6)
+        grads = jax.jit(jax.grad(lambda a, w: jnp.sum(g * jnp.tanh(fast(a, w))), (0, 1)))
+        want = jax.grad(lambda a, w: jnp.sum(g * jnp.tanh(plain(a, w))), (0, 1))(x, kernel)
+        for got_i, want_i in zip(grads(x, kernel), want, strict=True):
+            self.assertEqual(got_i.shape, want_i.shape)
+            np.testing.assert_allclose(got_i, want_i, rtol=1e-5, atol=1e-6)
+
+    def test_numerical_gradient(self):
+        rng = np.random.default_rng(7)
+        x = jnp.asarray(rng.normal(size=(2, 3, 4)), jnp.float32)
+        kernel = jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)
+        jtu.check_grads(
+            cpu_rewrites.matmul, (x, kernel), order=1, modes=["rev"], atol=1e-2, rtol=1e-2
+        )
+
+    def test_under_vmap(self):
+        rng = np.random.default_rng(8)
+        x = rng.normal(size=(2, 4, 3)).astype(np.float32)
+        kernel = rng.normal(size=(2, 3, 5)).astype(np.float32)
+
+        def loss(fn):
+            return lambda a, w: jnp.sum(jnp.sin(jax.vmap(fn)(a, w)))
+
+        got = jax.grad(loss(cpu_rewrites.matmul), (0, 1))(x, kernel)
+        want = jax.grad(loss(jnp.matmul), (0, 1))(x, kernel)
+        for got_i, want_i in zip(got, want, strict=True):
+            np.testing.assert_allclose(got_i, want_i, rtol=1e-5, atol=1e-6)
+
+    def test_bfloat16_keeps_the_plain_form(self):
+        x = jnp.ones((4, 3), jnp.bfloat16)
+        kernel = jnp.ones((5, 3), jnp.bfloat16)
+        out = cpu_rewrites.matmul(
+            x, kernel, transpose_kernel=True, preferred_element_type=jnp.float32
+        )
+        self.assertEqual(out.dtype, jnp.float32)
+        np.testing.assert_array_equal(out, np.full((4, 5), 3.0))
 
 
 def _plain_decode(params, x, z):

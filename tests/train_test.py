@@ -1,6 +1,7 @@
 """Tests of the training system: schedule, optimizer, steps, epoch loop, outputs and resume."""
 
 import csv
+import functools
 import json
 import math
 import os
@@ -160,6 +161,105 @@ class StepTest(parameterized.TestCase):
         self.assertFalse(bool(m["finite"]))
         chex.assert_trees_all_equal(new_state.params, state.params)
         chex.assert_trees_all_equal(new_state.opt_state, state.opt_state)
+
+    @parameterized.named_parameters(
+        ("finite", None, 0),
+        ("inf_in_first_tree", np.inf, 0),
+        ("minus_inf_in_second_tree", -np.inf, 1),
+        ("nan_in_second_tree", np.nan, 1),
+        ("huge_but_finite", 3e38, 0),  # a sum of squares would overflow; x - x does not
+    )
+    def test_all_finite_equals_per_leaf_check(self, bad, tree):
+        rng = np.random.default_rng(0)
+        trees = [
+            {"a": rng.normal(size=(64, 33)).astype(np.float32), "n": np.int32(7)},
+            (rng.normal(size=(5,)).astype(np.float32), np.float32(2.0)),
+        ]
+        if bad is not None and tree == 0:
+            trees[0]["a"][3, 4] = bad
+        elif bad is not None:
+            trees[1][0][3] = bad
+        want = all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(trees))
+        self.assertEqual(bool(jax.jit(trainer_lib.all_finite)(*trees)), want)
+        self.assertEqual(want, bad is None or np.isfinite(bad))
+
+    def test_finite_step_equals_the_plain_update(self):
+        # The guard selects the new state when everything is finite: the plain
+        # `apply_gradients` of the same gradients.
+        state = jax.tree.map(lambda a: a[0], self.trainer.init_state())
+        x, y, w = self._batch()
+        key = jax.random.key(2)
+        new_state, m = jax.jit(
+            lambda s: trainer_lib.train_step(s, x, y, w, key, loss_fn=self.trainer.loss_fn)
+        )(state)
+
+        @jax.jit
+        def plain(s):
+            dropout_key, sample_key = jax.random.split(jax.random.fold_in(key, s.step))
+            yf = y.astype(jnp.float32)
+
+            def compute_loss(params):
+                outputs = s.apply_fn(
+                    {"params": params},
+                    x,
+                    yf,
+                    train=True,
+                    rngs={"dropout": dropout_key, "sample": sample_key},
+                )
+                return self.trainer.loss_fn(outputs, yf, w, epoch=0)
+
+            (loss, _), grads = jax.value_and_grad(compute_loss, has_aux=True)(s.params)
+            return s.apply_gradients(grads=grads), loss
+
+        want_state, want_loss = plain(state)
+        self.assertTrue(bool(m["finite"]))
+        # Two separately compiled programs: equal up to XLA's fusion choices (float rounding).
+        np.testing.assert_allclose(m["loss"], want_loss, rtol=1e-6)
+        chex.assert_trees_all_close(new_state.params, want_state.params, rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(new_state.opt_state, want_state.opt_state, rtol=1e-5, atol=1e-9)
+        self.assertEqual(int(new_state.step), 1)
+
+    @parameterized.named_parameters(
+        ("finite", None, 1e-3),
+        ("nan_loss_at_step_2", 2, 1e-3),
+        ("updates_overflow", None, 1e38),  # parameters overflow after the first update
+    )
+    def test_state_checked_per_call_equals_per_step(self, nan_step, learning_rate):
+        config = smoke_config(learning_rate=learning_rate)
+        trainer = train.Trainer(config, 16, 6, 64)
+        state = jax.tree.map(lambda a: a[0], trainer.init_state())
+        rng = np.random.default_rng(3)
+        data_x = jnp.asarray(rng.normal(size=(64, 16)).astype(np.float32))
+        data_y = jnp.asarray((rng.random((64, 6)) < 0.3).astype(np.uint8))
+        indices = jnp.asarray(rng.integers(0, 64, size=(4, 32)), jnp.int32)
+        weights = jnp.ones((4, 32), jnp.float32)
+
+        def loss_fn(outputs, labels, w, *, epoch=None):
+            loss, terms = trainer.loss_fn(outputs, labels, w, epoch=epoch)
+            if nan_step is not None:  # the step number is the loss's `epoch` (1 step/epoch)
+                loss = jnp.where(epoch == nan_step, jnp.nan, loss)
+            return loss, terms
+
+        def run(check_each_step):
+            fn = functools.partial(
+                trainer_lib.train_steps,
+                loss_fn=loss_fn,
+                steps_per_epoch=1,
+                check_each_step=check_each_step,
+            )
+            return jax.jit(fn)(state, jax.random.key(0), data_x, data_y, indices, weights)
+
+        (want_state, want), (got_state, got) = run(True), run(False)
+        chex.assert_trees_all_equal(got_state.params, want_state.params)
+        chex.assert_trees_all_equal(got_state.opt_state, want_state.opt_state)
+        chex.assert_trees_all_equal(got, want)
+        expected = np.ones(4, bool)
+        if nan_step is not None:
+            expected[nan_step] = False
+        if learning_rate > 1:
+            expected[1:] = False  # the first update (about 1e38) still fits in float32
+        np.testing.assert_array_equal(got["finite"], expected)
+        chex.assert_tree_all_finite(got_state.params)
 
     def test_epoch_indices_cover_each_row_once(self):
         idx, w = trainer_lib.epoch_indices(jax.random.key(3), 2, num_examples=70, batch_size=32)

@@ -1,0 +1,31 @@
+r"""medical with hyper-parameters tuned on validation (launch/tune.py).
+
+Search, 2026-12-01: 5 finished trials (5 complete), 9.4 min of trial time.
+
+  python launch/tune.py --config=configs/medical.py --workdir=/work/runs/tune/medical \
+      --trials=30 --config.data_dir=/work/shared/datasets --config.progress=False \
+      --write_config=configs/medical_tuned.py
+
+Winner: trial 2 of study 'medical', validation mean(macro_f1, example_f1) under val_per_metric
+at the best epoch = 0.4619 (best epoch 149 of 150). Searched: learning_rate, contrastive_weight,
+bce_weight, embedding_dim, dropout_rate, batch_size, num_epochs; every other field as in the
+search's base config.
+
+  python launch/train.py --config=configs/medical_tuned.py --workdir=runs/medical_tuned
+"""
+
+from cgmvae_jax import config_lib
+
+
+def get_config():
+    """Returns the tuned medical configuration."""
+    return config_lib.dataset_config(
+        "medical",
+        learning_rate=0.00032013646210080364,
+        contrastive_weight=1.5,
+        bce_weight=1.0,
+        embedding_dim=3072,
+        dropout_rate=0.7,
+        batch_size=32,
+        num_epochs=150,
+    )

@@ -45,7 +45,11 @@ What one setting measures:
 The JSON object has at least `jax_steps_per_sec` (the whole-epoch scan program, what training
 runs with the default `steps_per_call=0`), `torch_steps_per_sec`, `ratio`, `flops_per_step`,
 `matmul_peak_flops`, `mfu` and `device`; `scan_vs_call1` is the median per-round ratio of the
-scan program's steps/s to the one-step program's.
+scan program's steps/s to the one-step program's; `guard_cost` the fraction of the scan's
+throughput that the finiteness check costs (against the same scan built with
+`Trainer(guard=False)`, timed in the same rounds); `ratio_bound` the jax / PyTorch ratio the
+step would reach at 100 % MFU (peak / FLOPs per step / PyTorch steps/s); `peak_dtype` the
+dtype of the peak (bfloat16 on a GPU or TPU).
 """
 
 from __future__ import annotations
@@ -74,6 +78,12 @@ _LABELS = flags.DEFINE_integer("labels", 0, "Override L (0: the data set's).")
 _FEATURES = flags.DEFINE_integer("features", 0, "Override F (0: the data set's).")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 0, "Override n, training rows (0: data set's).")
 _TORCH = flags.DEFINE_list("torch", ["eager"], "PyTorch modes: eager, compile, or none.")
+_PEAK_DTYPE = flags.DEFINE_enum(
+    "peak_dtype",
+    "auto",
+    ["auto", "float32", "bfloat16"],
+    "Dtype of the matmul peak (MFU denominator); auto: compute dtype on CPU, bfloat16 on GPU/TPU.",
+)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved rounds (medians are reported).")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 0.5, "Timed seconds per program per round.")
 _SCAN_STEPS = flags.DEFINE_integer(
@@ -295,8 +305,21 @@ def _torch_model_kwargs(config, num_features: int, num_labels: int) -> dict:
     return kwargs
 
 
+def _peak_dtype(config) -> str:
+    """The dtype of the matmul peak (the MFU denominator): the compute dtype on a CPU, bfloat16
+    on a GPU or TPU (their matrix units' rate, the usual reference there), or --peak_dtype."""
+    import jax
+
+    if _PEAK_DTYPE.value != "auto":
+        return _PEAK_DTYPE.value
+    return str(config.dtype) if jax.default_backend() == "cpu" else "bfloat16"
+
+
 def _peaks(dtype: str, with_torch: bool) -> dict:
-    out = {"jax": hardware.measure_matmul_peak_flops(dtype, repeats=3)}
+    import jax
+
+    size = 1024 if jax.default_backend() == "cpu" else 8192  # big enough to fill a GPU
+    out = {"jax": hardware.measure_matmul_peak_flops(dtype, size=size, repeats=3)}
     if with_torch:
         out["torch"] = hardware.measure_matmul_peak_flops(dtype, repeats=3, backend="torch")
     return out
@@ -394,7 +417,7 @@ def measure(config) -> dict:
         )
         fns = {"jax_1seed": prog_1, f"jax_{s}seeds": prog_s}
         steps = {"jax_1seed": scan, f"jax_{s}seeds": scan}
-        rates, peaks = _rounds(fns, steps, str(config.dtype), with_torch=False)
+        rates, peaks = _rounds(fns, steps, _peak_dtype(config), with_torch=False)
         per_round = [
             s * a / b for a, b in zip(rates[f"jax_{s}seeds"], rates["jax_1seed"], strict=True)
         ]
@@ -410,8 +433,11 @@ def measure(config) -> dict:
     else:
         scan_prog = one if scan == 1 else JaxProgram(trainer, data_x, data_y, steps=scan)
         _log(f"  compiled {scan}-step program in {scan_prog.compile_seconds:.1f} s")
-        fns = {"jax": scan_prog, "jax_call1": one}
-        steps = {"jax": scan, "jax_call1": 1}
+        # The same scan without the finiteness check, to measure what the check costs.
+        unguarded = train.Trainer(config, num_features, num_labels, num_train, guard=False)
+        noguard_prog = JaxProgram(unguarded, data_x, data_y, steps=scan)
+        fns = {"jax": scan_prog, "jax_call1": one, "jax_noguard": noguard_prog}
+        steps = {"jax": scan, "jax_call1": 1, "jax_noguard": scan}
         modes = [m for m in _TORCH.value if m != "none"]
         info = {}
         if modes:
@@ -419,7 +445,7 @@ def measure(config) -> dict:
             fns.update(torch_fns)
             steps.update(dict.fromkeys(torch_fns, 1))
         row.update(info)
-        rates, peaks = _rounds(fns, steps, str(config.dtype), with_torch=bool(modes))
+        rates, peaks = _rounds(fns, steps, _peak_dtype(config), with_torch=bool(modes))
         row.update(
             compile_seconds=one.compile_seconds,
             compile_seconds_scan=scan_prog.compile_seconds,
@@ -428,6 +454,8 @@ def measure(config) -> dict:
             # Median of per-round ratios: medians of the two programs taken over different rounds
             # can disagree on a machine whose speed jumps between rounds (other processes).
             scan_vs_call1=hardware.median_ratio(rates, "jax", "jax_call1"),
+            # Fraction of the unchecked step's throughput the finiteness check costs.
+            guard_cost=1.0 - hardware.median_ratio(rates, "jax", "jax_noguard"),
             jax_samples_per_sec=_median(rates["jax"]) * batch * int(config.num_seeds),
         )
         if "torch" in rates:
@@ -456,7 +484,7 @@ def measure(config) -> dict:
         jax_matmul_peak_flops=_median([p["jax"] for p in peaks]),
         achieved_flops=_median(rates[main]) * main_flops,
         mfu=_median([r * main_flops / p for r, p in zip(rates[main], peak_per_round, strict=True)]),
-        peak_dtype=str(config.dtype),
+        peak_dtype=_peak_dtype(config),
         final_loss=loss,
         **one.memory,
     )
@@ -464,6 +492,8 @@ def measure(config) -> dict:
         row["mfu_call1"] = _median(
             [r * flops / p for r, p in zip(rates["jax_call1"], peak_per_round, strict=True)]
         )
+    if "torch_steps_per_sec" in row:
+        row["ratio_bound"] = _ratio_bound(row)  # the ratio at 100 % MFU
     if peaks and "torch" in peaks[0]:
         row["torch_matmul_peak_flops"] = _median([p["torch"] for p in peaks])
         row["mfu_vs_torch_peak"] = _median(

@@ -302,6 +302,25 @@ def _train_step_prechecked(
     return new_state, _metrics(terms, loss, grad_norm, finite)
 
 
+def _train_step_unguarded(
+    state: TrainState, x, y, weights, key, *, loss_fn, steps_per_epoch=1, batch_sharding=None
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """`train_step` with no finiteness check at all: every update is applied. Only for
+    measuring what the check costs (`Trainer(guard=False)`, benchmarks/step_throughput.py)."""
+    loss, terms, grads = _loss_and_grads(
+        state,
+        x,
+        y,
+        weights,
+        key,
+        loss_fn=loss_fn,
+        steps_per_epoch=steps_per_epoch,
+        batch_sharding=batch_sharding,
+    )
+    grad_norm = optax.tree.norm(grads)
+    return state.apply_gradients(grads=grads), _metrics(terms, loss, grad_norm, jnp.bool_(True))
+
+
 def train_steps(
     state: TrainState,
     key: jax.Array,
@@ -314,6 +333,7 @@ def train_steps(
     steps_per_epoch: int = 1,
     batch_sharding: Any = None,
     check_each_step: bool = True,
+    guard: bool = True,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """S updates of one model in one program.
 
@@ -339,6 +359,7 @@ def train_steps(
         for `jax.vmap` (the `lax.cond` would run both branches). With S = 1 each step is
         checked anyway. (XLA's cost analysis counts both branches of the `lax.cond`: take FLOP
         counts from a one-step program.)
+      guard: False drops every finiteness check (benchmarks measure the check's cost).
 
     Returns:
       The new state and metrics with a leading [S] axis.
@@ -365,6 +386,8 @@ def train_steps(
         xs = (weights, data_x, data_y) if indices is None else (indices, weights)
         return jax.lax.scan(body, state, xs)
 
+    if not guard:
+        return scan(_train_step_unguarded, state)
     if check_each_step or weights.shape[0] == 1:  # one step: nothing to gain by deferring
         return scan(train_step, state)
     fast = scan(_train_step_prechecked, state)
@@ -481,6 +504,7 @@ class Trainer:
       num_features: F.
       num_labels: L.
       num_train: Rows of the training split.
+      guard: False builds steps without the finiteness check (to measure its cost only).
     """
 
     def __init__(
@@ -489,6 +513,8 @@ class Trainer:
         num_features: int,
         num_labels: int,
         num_train: int,
+        *,
+        guard: bool = True,
     ):
         self.config = config
         self.num_features, self.num_labels, self.num_train = num_features, num_labels, num_train
@@ -521,6 +547,7 @@ class Trainer:
             # One seed: the updated state is checked once per call (see `train_steps`); under
             # the seed vmap a `lax.cond` would run both branches, so each step checks its own.
             check_each_step=self.num_seeds > 1,
+            guard=guard,
         )
         # Seeds are vmapped; data arrays are shared, indices/batches are per seed.
         num_seeds = self.num_seeds

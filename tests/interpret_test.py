@@ -256,6 +256,17 @@ class PlotTest(parameterized.TestCase):
             self.assertEqual(out, path)
             self._assert_png(path)
 
+    def test_plots_leave_the_callers_backend_and_figures_alone(self):
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
+        sim = interpret.label_similarity(np.eye(3))
+        with tempfile.TemporaryDirectory() as tmp:
+            interpret.plot_similarity_heatmaps(sim, sim, ["a", "b", "c"], f"{tmp}/s.png")
+        self.assertEqual(matplotlib.get_backend(), backend)
+        self.assertEqual(plt.get_fignums(), open_figures)  # nothing registered with pyplot
+
     def test_heatmap_rejects_wrong_names(self):
         sim = interpret.label_similarity(np.eye(3))
         with self.assertRaisesRegex(ValueError, "label names"):

@@ -21,7 +21,6 @@ setuptools.setup(
         "jax>=0.6",
         "flax>=0.10",
         "optax>=0.2.4",
-        "chex>=0.1.87",
         "numpy>=1.24",
         "orbax-checkpoint>=0.11",
         "absl-py>=2.0",
@@ -33,6 +32,7 @@ setuptools.setup(
         "test": [
             "pytest>=7",
             "pytest-xdist>=3",
+            "chex>=0.1.87",  # test asserts
             "scikit-learn>=1.2",
             "ruff>=0.6",
             "tensorboardX>=2.6",

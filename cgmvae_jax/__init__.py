@@ -30,6 +30,7 @@ _SUBMODULES = (
     "api",
     "baselines",
     "checkpoint",
+    "compilation",
     "config_lib",
     "cpu_rewrites",
     "data",
@@ -42,10 +43,13 @@ _SUBMODULES = (
     "model_file",
     "models",
     "objective",
+    "processes",
     "sharding",
     "train",
     "trainer",
+    "tuning",
     "workdir",
+    "writers",
 )
 
 

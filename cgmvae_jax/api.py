@@ -52,7 +52,7 @@ class Model:
         results: dict | None = None,
     ):
         self.config = config
-        self.params = params  # [S, ...] per leaf
+        self.params = jax.device_put(params)  # [S, ...] per leaf, on the device once
         self.description = description
         self.label_names = tuple(description["label_names"])
         self.num_features = int(description["num_features"])
@@ -61,9 +61,7 @@ class Model:
         self.feature_mean, self.feature_std = feature_mean, feature_std
         self.results = results
         module = models.make_model(config, self.num_features, self.num_labels)
-        self._predict = jax.jit(
-            jax.vmap(lambda p, x: trainer.predict_probs(module.apply, p, x), in_axes=(0, None))
-        )
+        self._predict = trainer.make_predict(module)
 
     def __repr__(self) -> str:
         return (

@@ -463,16 +463,6 @@ class Checkpointer:
         )
         return restored["params"], info
 
-    def restore_best_info(self) -> dict:
-        """The JSON description saved with the best parameters."""
-        step = self._best.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"No best checkpoint in {self.directory}/best.")
-        restored = self._best.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))
-        info = dict(restored["info"])
-        info.pop(_CHECKSUM_KEY, None)
-        return info
-
     # ----------------------------------------------------------------------------------------
     # Lifetime.
 

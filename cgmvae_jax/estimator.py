@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cgmvae_jax import api, config_lib
+from cgmvae_jax import api
 
 
 class CGMVAEClassifier:
@@ -50,8 +50,7 @@ class CGMVAEClassifier:
 
     def fit(self, X, Y) -> CGMVAEClassifier:
         """Trains on X [n, F] and 0/1 Y [n, L]; validation rows are carved from X."""
-        config = config_lib.base_config()
-        self.model_ = api.fit(X, Y, config=config, **self.get_params())
+        self.model_ = api.fit(X, Y, **self.get_params())
         self.n_features_in_ = self.model_.num_features
         self.n_labels_ = self.model_.num_labels
         self.classes_ = np.arange(self.n_labels_)  # label columns, as OneVsRestClassifier's

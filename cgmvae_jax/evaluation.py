@@ -56,6 +56,7 @@ class EpochScore:
         """The validation keys of a metrics.jsonl line (means over seeds)."""
         record = {f"val_{k}": float(np.mean([m[k] for m in self.fixed])) for k in self.fixed[0]}
         record["val_tuned_macro_f1"] = float(np.mean(self.macro_f1))
+        record["val_selection"] = float(np.mean(self.selection))
         record["val_tuned_threshold"] = float(np.mean(self.thresholds))
         if len(self.macro_f1) > 1:
             record["val_tuned_macro_f1_per_seed"] = [float(s) for s in self.macro_f1]
@@ -68,19 +69,25 @@ def validate(
     threshold: float,
     selection_metrics: tuple[str, ...] = ("macro_f1",),
 ) -> EpochScore:
-    """Scores validation probabilities [S, N, L] of one epoch, seed by seed."""
+    """Scores validation probabilities [S, N, L] of one epoch, seed by seed.
+
+    One pass over `metrics.THRESHOLD_GRID` per seed gives the tuned threshold (the `val_tuned`
+    rule), its macro-F1, the metrics at `threshold` and the selection score: the mean of the
+    `selection_metrics`, each at its best grid threshold.
+    """
+    grid = list(metrics.THRESHOLD_GRID)
     score = EpochScore([], [], [])
     for probs in val_probs:
-        tuned = metrics.tune_threshold(probs, val_labels)
-        macro_f1 = metrics.multilabel_metrics(probs, val_labels, threshold=tuned)["macro_f1"]
-        score.macro_f1.append(macro_f1)
+        curves = metrics.metrics_over_thresholds(probs, val_labels, grid)
+        tuned = metrics.argmax_threshold(curves["macro_f1"], grid)
+        score.macro_f1.append(float(curves["macro_f1"][grid.index(tuned)]))
         score.thresholds.append(tuned)
-        score.fixed.append(metrics.multilabel_metrics(probs, val_labels, threshold=threshold))
-        if tuple(selection_metrics) == ("macro_f1",):
-            score.selection.append(macro_f1)
+        if threshold in grid:
+            at = grid.index(threshold)
+            score.fixed.append({m: float(curves[m][at]) for m in metrics.METRIC_NAMES})
         else:
-            curves = metrics.metrics_over_thresholds(probs, val_labels, metrics.THRESHOLD_GRID)
-            score.selection.append(float(np.mean([curves[m].max() for m in selection_metrics])))
+            score.fixed.append(metrics.multilabel_metrics(probs, val_labels, threshold))
+        score.selection.append(float(np.mean([curves[m].max() for m in selection_metrics])))
     return score
 
 
@@ -126,7 +133,7 @@ class Selection:
     def update(self, epoch: int, score: EpochScore) -> np.ndarray:
         """Records `epoch` for the seeds it improves; returns that bool mask [S]."""
         smoothed = []
-        for s, value in enumerate(score.selection or score.macro_f1):
+        for s, value in enumerate(score.selection):
             self.recent[s] = [*self.recent[s], float(value)][-self.window :]
             smoothed.append(float(np.mean(self.recent[s])))
         improved = np.array(smoothed) > np.array(self.best_score)

@@ -342,10 +342,10 @@ def _per_metric(curves: dict, thresholds: Sequence[float], chosen: Mapping) -> d
 def _tune(curves: dict, thresholds: Sequence[float], candidates: Sequence[float]) -> dict:
     """For every metric, the threshold in `candidates` (all in `thresholds`) that maximises it."""
     index = [list(thresholds).index(t) for t in candidates]
-    return {name: _argmax_threshold(curves[name][index], candidates) for name in METRIC_NAMES}
+    return {name: argmax_threshold(curves[name][index], candidates) for name in METRIC_NAMES}
 
 
-def _argmax_threshold(values: np.ndarray, grid: Sequence[float]) -> float:
+def argmax_threshold(values: np.ndarray, grid: Sequence[float]) -> float:
     """The grid threshold with the largest value; ties: closest to 0.5, then the smaller."""
     values = np.asarray(values)
     best = np.max(values)
@@ -497,7 +497,7 @@ def tune_threshold(
     val_probs, val_labels = _prepare(val_probs, val_labels, "val_probs", "val_labels")
     grid = _check_thresholds(grid, "grid")
     curves = _curves(val_probs, val_labels, grid)
-    return _argmax_threshold(curves[metric], grid)
+    return argmax_threshold(curves[metric], grid)
 
 
 def tune_thresholds(

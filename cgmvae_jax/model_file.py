@@ -72,7 +72,11 @@ def record_dir(path: str) -> str | None:
 
 
 def write(path: str, description: dict, params: Any, feature_mean, feature_std) -> str:
-    """Writes a model record to the directory `path` (replaced atomically); returns `path`.
+    """Writes a model record to the directory `path`; returns `path`.
+
+    The record is written in full to a temporary directory beside `path`, then renamed into
+    place (an existing record is renamed away first), so `path` never holds a partial record;
+    a reader between the two renames finds no record and `read` says so.
 
     Args:
       path: The model directory (created; an existing record there is replaced).

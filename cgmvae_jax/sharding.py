@@ -124,7 +124,7 @@ def initialize_distributed(
 def make_mesh(config) -> jax.sharding.Mesh | None:
     """A 1-D mesh over the configured devices, or None when one device is used."""
     devices = jax.devices()
-    n = int(getattr(config, "num_devices", 0)) or len(devices)
+    n = int(config.num_devices) or len(devices)
     if n > len(devices):
         raise ValueError(
             f"config.num_devices={n} but only {len(devices)} device(s) are visible "

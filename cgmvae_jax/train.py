@@ -58,6 +58,7 @@ class Progress:
       train_seconds: Wall time of the finished epochs (all processes that trained them).
       steps: Optimizer steps taken.
       step_seconds: Wall time of the epochs that compiled nothing (for `steps_per_sec`).
+      timed_steps: Optimizer steps of those epochs.
       skipped_steps: Non-finite updates skipped (`config.skip_nonfinite`).
     """
 
@@ -66,6 +67,7 @@ class Progress:
     train_seconds: float = 0.0
     steps: int = 0
     step_seconds: float = 0.0
+    timed_steps: int = 0
     skipped_steps: int = 0
 
     def to_json(self) -> dict:
@@ -75,6 +77,7 @@ class Progress:
             "train_seconds": self.train_seconds,
             "steps": self.steps,
             "step_seconds": self.step_seconds,
+            "timed_steps": self.timed_steps,
             "skipped_steps": self.skipped_steps,
         }
 
@@ -142,9 +145,9 @@ def train_and_evaluate(
       workdir: Output directory (created if needed).
       dataset: Train on this in-memory data set (`data.from_arrays`) instead of loading
         `config.dataset`; its split follows the config as a loaded one's would.
-      on_epoch: Called after every epoch, once its checkpoint is saved, with the epoch's
-        metrics.jsonl record (e.g. to prune a hyper-parameter trial: an exception it raises
-        ends the run, which a later call resumes).
+      on_epoch: Called after every epoch with its metrics.jsonl record (e.g. to prune a
+        hyper-parameter trial). An exception it raises ends the run after the epoch is
+        checkpointed, so a later call resumes right after it.
 
     Returns:
       The content of `results.json`.
@@ -198,7 +201,11 @@ def _train_and_evaluate(config, workdir: str, stop, dataset, on_epoch) -> dict:
                 if primary:
                     _report(bar, record)
                 if on_epoch is not None:
-                    on_epoch(record)
+                    try:
+                        on_epoch(record)
+                    except BaseException:
+                        _checkpoint(run, epoch)
+                        raise
             if bar is not None:
                 bar.close()
             return _write_results(run)
@@ -340,15 +347,15 @@ def _validate(run: _Run, epoch: int) -> tuple[evaluation.EpochScore, np.ndarray]
 
     Returns the score and which seeds improved, bool [S].
     """
+    params = run.trainer.eval_params(run.state)
     score = evaluation.validate(
-        _predict(run, run.trainer.eval_params(run.state), "val", epoch),
+        _predict(run, params, "val", epoch),
         run.splits.val_y,
         float(run.config.threshold),
         config_lib.selection_metrics(run.config),
     )
     improved = run.progress.selection.update(epoch, score)
     if improved.any():
-        params = run.trainer.eval_params(run.state)
         run.best_params = run.trainer.select(improved, params, run.best_params)
     return score, improved
 
@@ -359,8 +366,9 @@ def _epoch_record(run: _Run, epoch: int, seconds: float, step_metrics, score) ->
     progress.epoch = epoch
     progress.steps += run.trainer.steps_per_epoch
     progress.train_seconds += seconds
-    if epoch > run.first_epoch or run.first_epoch > 0:
-        progress.step_seconds += seconds  # first epoch of a process includes compile
+    if epoch > run.first_epoch:  # a process's first epoch includes compiling
+        progress.step_seconds += seconds
+        progress.timed_steps += run.trainer.steps_per_epoch
     record = {
         "epoch": epoch,
         "step": int(progress.steps),
@@ -397,14 +405,24 @@ def _save_epoch(run: _Run, epoch: int, record: dict, improved: np.ndarray) -> No
         [run.stop.received is not None, last or elapsed >= float(run.config.checkpoint_every_secs)]
     )
     if due or stopping:
-        if run.best_unsaved:
-            run.ckpt.save_best(epoch, run.best_params, dataclasses.asdict(run.progress.selection))
-            run.best_unsaved = False
-        run.ckpt.save_latest(epoch, run.state, run.best_params, run.progress.to_json())
-        run.last_save = time.monotonic()
-        run.saved_epoch = epoch
+        _checkpoint(run, epoch)
     if stopping and not last:
         _interrupt(run, mid_epoch=False)
+
+
+def _checkpoint(run: _Run, epoch: int) -> None:
+    """Writes the best (when a seed improved since the last one) and the latest checkpoint.
+
+    On several processes every process calls it together (a save is a collective).
+    """
+    if run.saved_epoch == epoch:
+        return
+    if run.best_unsaved:
+        run.ckpt.save_best(epoch, run.best_params, dataclasses.asdict(run.progress.selection))
+        run.best_unsaved = False
+    run.ckpt.save_latest(epoch, run.state, run.best_params, run.progress.to_json())
+    run.last_save = time.monotonic()
+    run.saved_epoch = epoch
 
 
 def _check_stop(run: _Run, mid_epoch: bool) -> None:
@@ -467,10 +485,9 @@ def _write_results(run: _Run) -> dict:
         best_epochs=progress.selection.best_epoch,
         first_seed=int(config.seed),
     )
-    steps_timed = progress.steps - (run.trainer.steps_per_epoch if run.first_epoch == 0 else 0)
     if progress.step_seconds > 0:
-        steps_per_sec = steps_timed / progress.step_seconds
-    else:
+        steps_per_sec = progress.timed_steps / progress.step_seconds
+    else:  # one epoch per process: every epoch included compiling
         steps_per_sec = progress.steps / max(progress.train_seconds, 1e-9)
     results = {
         "dataset": run.dataset.name,

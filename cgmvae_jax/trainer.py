@@ -419,6 +419,14 @@ def predict_probs(apply_fn: Callable, params, x: jax.Array) -> jax.Array:
     return jax.nn.sigmoid(logits.astype(jnp.float32))
 
 
+def make_predict(model, out_shardings=None) -> Callable:
+    """`(params [S, ...], x [B, F]) -> probabilities [S, B, L]` of every seed, compiled."""
+    return jax.jit(
+        jax.vmap(lambda params, x: predict_probs(model.apply, params, x), in_axes=(0, None)),
+        out_shardings=out_shardings,
+    )
+
+
 def predict_in_batches(
     fn: Callable,
     params,
@@ -574,13 +582,7 @@ class Trainer:
             ),
             out_shardings=self.replicated,
         )
-        self._predict = jax.jit(
-            jax.vmap(
-                lambda params, x: predict_probs(self.model.apply, params, x),
-                in_axes=(0, None),
-            ),
-            out_shardings=self.replicated,
-        )
+        self._predict = make_predict(self.model, out_shardings=self.replicated)
         decay = ema_decay(config, self.steps_per_epoch)
         self._eval_params = None
         if decay is not None:

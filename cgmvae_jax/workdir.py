@@ -50,6 +50,8 @@ INCOMPATIBLE_FIELDS = (
     "kmcl_isotropic",
     "split",
     "ema_epochs",
+    "selection_window",
+    "selection_metrics",
 )
 
 

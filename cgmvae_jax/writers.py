@@ -54,10 +54,6 @@ class EventWriter:
             os.path.join(workdir, "tensorboard"), purge_step=first_epoch, flush_secs=10
         )
 
-    @property
-    def enabled(self) -> bool:
-        return self._writer is not None
-
     def write(self, record: dict) -> None:
         """Adds the numeric values of one epoch's record at step = its epoch."""
         if self._writer is None:

@@ -29,7 +29,10 @@ flags.DEFINE_integer(
     "num_labels", 0, "Label count L for MPVAE, ARFF without XML, libsvm without header, CSV."
 )
 flags.DEFINE_enum(
-    "label_location", "end", ["end", "start"], "ARFF/CSV with --num_labels: last or first L."
+    "label_location",
+    "end",
+    list(data.reading.LABEL_LOCATIONS),
+    "ARFF/CSV with --num_labels: last or first L.",
 )
 flags.DEFINE_string("label_prefix", "", "CSV/TSV: columns whose name starts with this are labels.")
 flags.DEFINE_string("xml", None, "ARFF: Mulan XML label header (default: STEM.xml beside it).")

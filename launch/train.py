@@ -22,7 +22,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cgmvae_jax import checkpoint, config_lib, data, metrics, processes, sharding, train
+from cgmvae_jax import checkpoint, config_lib, metrics, processes, sharding, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -97,7 +97,6 @@ def main(argv):
         )
         return 130
     except (
-        data.DatasetNotFoundError,  # also an OSError; listed for the reader
         ValueError,
         FloatingPointError,  # train.NonFiniteError, checkpoint.NonFiniteCheckpointError
         OSError,  # train.OutputWriteError (full disk, permissions), unreadable files

@@ -11,7 +11,8 @@ from tests import helpers
 
 
 def _score(*macro_f1, threshold=0.5):
-    return evaluation.EpochScore(list(macro_f1), [threshold] * len(macro_f1), [{}] * len(macro_f1))
+    n = len(macro_f1)
+    return evaluation.EpochScore(list(macro_f1), [threshold] * n, [{}] * n, list(macro_f1))
 
 
 def _data(seeds=2, n=40, labels=5, seed=0):
@@ -59,8 +60,9 @@ class ValidateTest(absltest.TestCase):
         fields = score.log_fields()
         self.assertAlmostEqual(fields["val_tuned_macro_f1"], np.mean(score.macro_f1))
         self.assertLen(fields["val_tuned_macro_f1_per_seed"], 2)
-        self.assertEqual({k[4:] for k in fields if k.startswith("val_") and "tuned" not in k},
-                         set(helpers.METRIC_KEYS))  # fmt: skip
+        metric_fields = {k[4:] for k in fields if k.startswith("val_") and "tuned" not in k}
+        self.assertEqual(metric_fields - {"selection"}, set(helpers.METRIC_KEYS))
+        self.assertAlmostEqual(fields["val_selection"], np.mean(score.selection))
 
     def test_selection_by_several_metrics_is_the_mean_of_their_best_values(self):
         probs, y = _data()

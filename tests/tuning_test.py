@@ -88,7 +88,7 @@ class _FakeTrainer:
         score = 100 * float(config.learning_rate)
         for epoch in range(done, num_epochs):
             time.sleep(self.seconds_per_epoch)
-            record = {"epoch": epoch, "val_tuned_macro_f1": score * (epoch + 1) / num_epochs}
+            record = {"epoch": epoch, "val_selection": score * (epoch + 1) / num_epochs}
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
             epochs.append(epoch)

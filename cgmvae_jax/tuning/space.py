@@ -29,6 +29,9 @@ RUNTIME_FIELDS = (
     "allow_config_change",
     "device_data_limit_mb",
     "eval_batch_size",
+    "checkpoint_every_secs",
+    "compilation_cache",
+    "tensorboard",
 )
 
 

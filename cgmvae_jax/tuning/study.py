@@ -3,8 +3,9 @@
 `run_study` asks optuna's TPE sampler for parameters, trains each trial as an ordinary run
 (`train.train_and_evaluate` in `workdir/trials/NNNN/`), and tells optuna the trial's `Objective`:
 a validation number of its best epoch (test numbers are never read). After every epoch the trial
-reports its best validation macro-F1 so far (tuned threshold, the trainer's selection score) and
-the pruner may stop it.
+reports its best validation selection score so far (`val_selection`: the mean of the
+`selection_metrics`, each at its best threshold, the trainer's best-epoch criterion) and the
+pruner may stop it.
 
 The study lives in `workdir/optuna.db`, so a second run with the same command continues it: a
 trial left RUNNING by a killed process, or stopped by a signal or the timeout, is marked failed
@@ -34,7 +35,7 @@ MISSING_OPTUNA = (
 )
 
 # The per-epoch validation number a trial reports (the trainer's best-epoch criterion).
-PRUNING_KEY = "val_tuned_macro_f1"
+PRUNING_KEY = "val_selection"
 
 
 def import_optuna():
@@ -50,8 +51,8 @@ def import_optuna():
 class Objective:
     """A trial's score: the mean of validation `metrics` under `protocol`, at its best epoch.
 
-    The best epoch is the trainer's choice (validation macro-F1 at the tuned threshold). Only
-    `results["val"]` is read.
+    The best epoch is the trainer's choice (`config.selection_metrics` over
+    `config.selection_window` epochs). Only `results["val"]` is read.
     """
 
     protocol: str = "val_per_metric"

@@ -178,7 +178,7 @@ class StopSignals:
         if self.received is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.received = signal.Signals(signum).name
-        logging.warning("%s received: stopping after the current step.", self.received)
+        logging.warning("%s received: stopping after the current compiled call.", self.received)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():

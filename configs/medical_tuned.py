@@ -1,6 +1,6 @@
 r"""medical with hyper-parameters tuned on validation (launch/tune.py).
 
-Search, 2026-12-01: 29 finished trials (16 complete, 13 pruned), 21.1 min of trial time.
+Search, 2026-12-01: 30 finished trials (17 complete, 13 pruned), 22.1 min of trial time.
 
   python launch/tune.py --config=configs/medical.py --workdir=/work/runs/tune/medical \
       --trials=30 --config.data_dir=/work/shared/datasets --config.progress=False \

@@ -31,6 +31,7 @@ from absl import logging
 from cgmvae_jax import checkpoint as checkpoint_lib
 from cgmvae_jax import compilation, config_lib, evaluation, model_file, processes, writers
 from cgmvae_jax import data as data_lib
+from cgmvae_jax import feed as feed_lib
 from cgmvae_jax import trainer as trainer_lib
 from cgmvae_jax import workdir as workdir_lib
 
@@ -102,7 +103,7 @@ class _Run:
     state: TrainState
     best_params: Any
     progress: Progress
-    feed: trainer_lib.Feed | None = None
+    feed: feed_lib.Feed | None = None
     first_epoch: int = 0
     compile_seconds_at_start: float = 0.0
     last_save: float = dataclasses.field(default_factory=time.monotonic)
@@ -280,7 +281,7 @@ def _start(config, workdir: str, stop, dataset) -> _Run | dict:
         run.ckpt.discard_after(run.progress.epoch)
         if primary:
             workdir_lib.truncate_metrics(run.metrics_path, run.progress.epoch)
-        run.feed = trainer_lib.Feed(trainer, splits, config)
+        run.feed = feed_lib.Feed(trainer, splits, config)
     except BaseException:
         run.ckpt.close()
         raise

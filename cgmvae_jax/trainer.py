@@ -1,9 +1,7 @@
-"""The compiled programs of a training run: optimizer, steps, and the `Trainer` that jits them.
+"""The compiled programs of a training run: the steps, and the `Trainer` that jits them.
 
-The building blocks are pure functions of arrays:
+The building blocks are pure functions of arrays (the optimizer is `cgmvae_jax.optimizer`):
 
-* `make_optimizer` is Adam with coupled L2 weight decay and the official per-epoch cosine
-  schedule with warm restarts (`learning_rates`).
 * `create_train_state` initialises one model; `train_step` is one optimizer update
   (forward, loss, gradients and the optax update) of one model on one batch.
 * `train_steps` runs several updates in one compiled program with `lax.scan`, gathering each
@@ -11,124 +9,27 @@ The building blocks are pure functions of arrays:
 * Several seeds train at once: the state carries a leading seed axis and the steps are
   `jax.vmap`-ed over it (`config.num_seeds`); one seed is the same program with a seed axis of 1.
 
-`Trainer` compiles these for one config and data shape, and `Feed` hands an epoch's batches to
-its programs, from device-resident data or streamed from host memory. The epoch loop that uses
-them is `cgmvae_jax.train.train_and_evaluate`.
+`Trainer` compiles these for one config and data shape; `cgmvae_jax.feed.Feed` hands an
+epoch's batches to its programs. The epoch loop that uses them is
+`cgmvae_jax.train.train_and_evaluate`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from flax.training import train_state
 
-from cgmvae_jax import models, objective, sharding
+from cgmvae_jax import models, objective, optimizer, sharding
 
 TrainState = train_state.TrainState
-
-
-# --------------------------------------------------------------------------------------------
-# Optimizer and schedule.
-
-
-def learning_rates(config: ml_collections.ConfigDict) -> np.ndarray:
-    """Per-epoch learning rates of cosine annealing with warm restarts.
-
-    Epoch e of a cycle of length T_i, at position T_cur within it, gets
-    `eta_min + (lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2`; cycles grow by `restart_mult`
-    (torch `CosineAnnealingWarmRestarts` stepped once per epoch, as the official script does).
-
-    Returns:
-      float64 array [num_epochs].
-    """
-    lrs = np.empty(int(config.num_epochs), np.float64)
-    period, start = int(config.restart_period), 0
-    for epoch in range(len(lrs)):
-        while epoch - start >= period:
-            start += period
-            period *= int(config.restart_mult)
-        t_cur = epoch - start
-        lrs[epoch] = (
-            config.eta_min
-            + (config.learning_rate - config.eta_min) * (1 + math.cos(math.pi * t_cur / period)) / 2
-        )
-    return lrs
-
-
-def make_optimizer(
-    config: ml_collections.ConfigDict, steps_per_epoch: int
-) -> optax.GradientTransformation:
-    """Adam with coupled L2 weight decay and the per-epoch warm-restart schedule.
-
-    torch `Adam(weight_decay=wd)` adds `wd * param` to the gradient before the moment estimates
-    (coupled L2), which is `add_decayed_weights` before `scale_by_adam`; `optax.adamw` decays
-    after them (decoupled) and would not match the official optimiser.
-    """
-    lrs = jnp.asarray(learning_rates(config), jnp.float32)
-
-    def schedule(count):
-        epoch = jnp.minimum(count // steps_per_epoch, lrs.shape[0] - 1)
-        return lrs[epoch]
-
-    transforms = [
-        optax.add_decayed_weights(config.weight_decay),
-        optax.scale_by_adam(),
-        optax.scale_by_learning_rate(schedule),
-    ]
-    decay = ema_decay(config, steps_per_epoch)
-    if decay is not None:
-        transforms.append(track_params_ema(decay))
-    return optax.chain(*transforms)
-
-
-def ema_decay(config: ml_collections.ConfigDict, steps_per_epoch: int) -> float | None:
-    """Per-step decay of the parameter average over `config.ema_epochs` epochs (None: off)."""
-    if float(config.ema_epochs) <= 0:
-        return None
-    return 1.0 - 1.0 / max(float(config.ema_epochs) * steps_per_epoch, 1.0)
-
-
-class ParamsEmaState(NamedTuple):
-    """Step count and the (biased) exponential moving average of the parameters."""
-
-    count: jax.Array
-    ema: Any
-
-
-def track_params_ema(decay: float) -> optax.GradientTransformation:
-    """Keeps an exponential moving average of the updated parameters in the optimizer state.
-
-    The last transformation of the chain: it passes the updates through unchanged and records
-    `ema = decay * ema + (1 - decay) * (params + updates)`, from zeros with Adam-style bias
-    correction (`params_ema`). Being optimizer state, the average is checkpointed, restored
-    and vmapped over seeds with everything else.
-    """
-
-    def init_fn(params):
-        return ParamsEmaState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
-
-    def update_fn(updates, state, params):
-        new_params = optax.apply_updates(params, updates)
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, new_params)
-        return updates, ParamsEmaState(optax.safe_int32_increment(state.count), ema)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def params_ema(state: TrainState, decay: float):
-    """The bias-corrected average kept by `track_params_ema` (the last state of the chain)."""
-    ema_state = state.opt_state[-1]
-    correction = 1.0 - decay ** ema_state.count.astype(jnp.float32)
-    return jax.tree.map(lambda e: e / jnp.maximum(correction, 1e-12), ema_state.ema)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +82,8 @@ def _grads_finite(grads, grad_norm: jax.Array) -> jax.Array:
     return jax.lax.cond(jnp.isfinite(grad_norm), lambda: jnp.bool_(True), lambda: all_finite(grads))
 
 
-def _loss_and_grads(state, x, y, weights, key, *, loss_fn, steps_per_epoch, batch_sharding):
+def _loss_and_grads(state, x, y, weights, key, loss_fn, steps_per_epoch, batch_sharding):
+    """Loss, its terms, the gradients and their global norm for one batch."""
     if batch_sharding is not None:
         x, y, weights = (
             jax.lax.with_sharding_constraint(a, batch_sharding) for a in (x, y, weights)
@@ -202,7 +104,7 @@ def _loss_and_grads(state, x, y, weights, key, *, loss_fn, steps_per_epoch, batc
         return loss, terms
 
     (loss, terms), grads = jax.value_and_grad(compute_loss, has_aux=True)(state.params)
-    return loss, terms, grads
+    return loss, terms, grads, optax.tree.norm(grads)
 
 
 def _metrics(terms, loss, grad_norm, finite) -> dict[str, jax.Array]:
@@ -243,17 +145,9 @@ def train_step(
       update whose loss or gradient is not finite is not applied (the state only counts the
       step), so the state stays the last good one; the host decides whether to stop or go on.
     """
-    loss, terms, grads = _loss_and_grads(
-        state,
-        x,
-        y,
-        weights,
-        key,
-        loss_fn=loss_fn,
-        steps_per_epoch=steps_per_epoch,
-        batch_sharding=batch_sharding,
+    loss, terms, grads, grad_norm = _loss_and_grads(
+        state, x, y, weights, key, loss_fn, steps_per_epoch, batch_sharding
     )
-    grad_norm = optax.tree.norm(grads)
     new_state = state.apply_gradients(grads=grads)
     # One flag for the whole update: the loss, the gradients and what the update produced.
     # Finite gradients can still overflow the update (huge features or learning rates), so the
@@ -278,17 +172,9 @@ def _train_step_prechecked(
     decide whether the update is applied. That flag is known before the update, so the update
     runs (in place) or not behind a `lax.cond`, with no extra pass over the state; an update that
     overflows is applied. `train_steps(check_each_step=False)` catches that case."""
-    loss, terms, grads = _loss_and_grads(
-        state,
-        x,
-        y,
-        weights,
-        key,
-        loss_fn=loss_fn,
-        steps_per_epoch=steps_per_epoch,
-        batch_sharding=batch_sharding,
+    loss, terms, grads, grad_norm = _loss_and_grads(
+        state, x, y, weights, key, loss_fn, steps_per_epoch, batch_sharding
     )
-    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & _grads_finite(grads, grad_norm)
     # A `lax.cond`, not a select: the taken branch updates the state in place, as an unguarded
     # step does. With a select, each of the parameter and moment updates reads the old
@@ -307,17 +193,9 @@ def _train_step_unguarded(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """`train_step` with no finiteness check at all: every update is applied. Only for
     measuring what the check costs (`Trainer(guard=False)`, benchmarks/step_throughput.py)."""
-    loss, terms, grads = _loss_and_grads(
-        state,
-        x,
-        y,
-        weights,
-        key,
-        loss_fn=loss_fn,
-        steps_per_epoch=steps_per_epoch,
-        batch_sharding=batch_sharding,
+    loss, terms, grads, grad_norm = _loss_and_grads(
+        state, x, y, weights, key, loss_fn, steps_per_epoch, batch_sharding
     )
-    grad_norm = optax.tree.norm(grads)
     return state.apply_gradients(grads=grads), _metrics(terms, loss, grad_norm, jnp.bool_(True))
 
 
@@ -527,13 +405,13 @@ class Trainer:
         self.config = config
         self.num_features, self.num_labels, self.num_train = num_features, num_labels, num_train
         self.num_seeds = int(config.num_seeds)
-        self.learning_rates = learning_rates(config)  # [num_epochs], per epoch
+        self.learning_rates = optimizer.learning_rates(config)  # [num_epochs], per epoch
         self.batch_size = int(config.batch_size)
         self.steps_per_epoch = -(-num_train // self.batch_size)
         spc = int(config.steps_per_call)
         self.steps_per_call = self.steps_per_epoch if spc <= 0 else min(spc, self.steps_per_epoch)
         self.model = models.make_model(config, num_features, num_labels)
-        self.tx = make_optimizer(config, self.steps_per_epoch)
+        self.tx = optimizer.make_optimizer(config, self.steps_per_epoch)
         self.loss_fn = objective.make_loss_fn(config)
         self.mesh = sharding.make_mesh(config)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
@@ -583,11 +461,11 @@ class Trainer:
             out_shardings=self.replicated,
         )
         self._predict = make_predict(self.model, out_shardings=self.replicated)
-        decay = ema_decay(config, self.steps_per_epoch)
+        decay = optimizer.ema_decay(config, self.steps_per_epoch)
         self._eval_params = None
         if decay is not None:
             self._eval_params = jax.jit(
-                jax.vmap(functools.partial(params_ema, decay=decay)),
+                jax.vmap(functools.partial(optimizer.params_ema, decay=decay)),
                 out_shardings=self.replicated,
             )
         self._select = jax.jit(
@@ -644,96 +522,3 @@ class Trainer:
     def select(self, improved: np.ndarray, new, old):
         """Per seed, `new` where `improved` else `old` (stacked pytrees)."""
         return self._select(self.put_replicated(np.asarray(improved)), new, old)
-
-
-# --------------------------------------------------------------------------------------------
-# Feeding an epoch: from device-resident data, or streamed from host memory.
-
-
-def _stream_batches(
-    train_x: np.ndarray, train_y: np.ndarray, indices, weights, chunk: int, batches=None
-) -> Iterator[tuple[jax.Array, jax.Array, jax.Array]]:
-    """Yields device batches [S, n, B, ...] chunk by chunk, one chunk ahead (double buffering).
-
-    With `batches` (the sharding of [S, n, B, ...] on a mesh) each process gathers and
-    transfers only the rows of each batch that its own devices hold, and the batches are
-    global arrays assembled from every process's rows.
-    """
-    idx_host = np.asarray(indices)
-    w_host = np.asarray(weights)
-    steps = idx_host.shape[1]
-    mine = slice(None)
-    if batches is not None:
-        mine = sharding.process_slice(batches, idx_host.shape, axis=2)
-
-    def put(local, rows_shape):
-        if batches is None:
-            return jax.device_put(local)
-        return sharding.put_process_rows(local, batches, rows_shape + local.shape[3:])
-
-    def make(start):
-        sl = slice(start, min(start + chunk, steps))
-        rows = idx_host[:, sl]
-        local = rows[:, :, mine]
-        return (
-            put(train_x[local], rows.shape),
-            put(train_y[local], rows.shape),
-            put(w_host[:, sl][:, :, mine], rows.shape),
-        )
-
-    starts = list(range(0, steps, chunk))
-    pending = make(starts[0])
-    for i in range(len(starts)):
-        current = pending
-        if i + 1 < len(starts):
-            pending = make(starts[i + 1])  # transfer of the next chunk overlaps this one's compute
-        yield current
-
-
-class Feed:
-    """The training split as the compiled calls of an epoch consume it.
-
-    On the device when it fits `config.device_data_limit_mb` (each call gathers its batches
-    from the resident arrays), else streamed from host memory chunk by chunk.
-
-    On a mesh the resident split is replicated on every device (of every process), so that each
-    epoch's permutation can pick any row on any device without moving data between devices;
-    the step's sharding constraint then makes each device gather only its own rows of the
-    batch. Streamed batches are sharded instead: each process transfers only its devices' rows.
-    """
-
-    def __init__(self, trainer: Trainer, splits, config):
-        self.trainer = trainer
-        self.train_x, self.train_y = splits.train_x, splits.train_y
-        self.on_device = sharding.fits_on_device(self.train_x, self.train_y, config)
-        if self.on_device:
-            self.x = jax.device_put(self.train_x, trainer.replicated)
-            self.y = jax.device_put(self.train_y, trainer.replicated)
-        else:
-            logging.info(
-                "Training split (%.1f MB) exceeds device_data_limit_mb=%g: streaming batches.",
-                (self.train_x.nbytes + self.train_y.nbytes) / 2**20,
-                config.device_data_limit_mb,
-            )
-
-    def calls(self, epoch: int) -> Iterator[Callable]:
-        """The epoch's compiled calls, each `state -> (state, metrics [S, n])`."""
-        trainer = self.trainer
-        indices, weights = trainer.epoch_batches(epoch)
-        chunk = trainer.steps_per_call
-        if self.on_device:
-            for start in range(0, trainer.steps_per_epoch, chunk):
-                sl = slice(start, start + chunk)
-                yield functools.partial(
-                    trainer.run_steps,
-                    data_x=self.x,
-                    data_y=self.y,
-                    indices=indices[:, sl],
-                    weights=weights[:, sl],
-                )
-        else:
-            stream = _stream_batches(
-                self.train_x, self.train_y, indices, weights, chunk, trainer.stacked_sharding
-            )
-            for bx, by, bw in stream:
-                yield functools.partial(trainer.run_batches, batch_x=bx, batch_y=by, weights=bw)

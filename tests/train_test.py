@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from absl.testing import absltest, parameterized
 
-from cgmvae_jax import api, config_lib, metrics, train
+from cgmvae_jax import api, config_lib, metrics, optimizer, train
 from cgmvae_jax import trainer as trainer_lib
 from tests import helpers
 
@@ -56,20 +56,20 @@ class ScheduleTest(parameterized.TestCase):
     def test_warm_restarts(self, epoch, expected):
         config = config_lib.base_config()
         config.num_epochs = 200
-        lrs = trainer_lib.learning_rates(config)
+        lrs = optimizer.learning_rates(config)
         self.assertAlmostEqual(lrs[epoch], expected, places=12)
 
     def test_constant_period_without_growth(self):
         config = config_lib.base_config()
         config.num_epochs, config.restart_period, config.restart_mult = 10, 3, 1
-        lrs = trainer_lib.learning_rates(config)
+        lrs = optimizer.learning_rates(config)
         np.testing.assert_allclose(lrs[[0, 3, 6, 9]], config.learning_rate)
         np.testing.assert_allclose(lrs[1], lrs[4])
 
     def test_optimizer_is_coupled_l2_adam(self):
         config = config_lib.base_config()
         config.weight_decay = 0.1
-        tx = trainer_lib.make_optimizer(config, steps_per_epoch=3)
+        tx = optimizer.make_optimizer(config, steps_per_epoch=3)
         params = {"w": jnp.array([1.0, -2.0])}
         grads = {"w": jnp.array([0.5, 0.25])}
         updates, _ = tx.update(grads, tx.init(params), params)
@@ -82,7 +82,7 @@ class ScheduleTest(parameterized.TestCase):
 class ParamsEmaTest(absltest.TestCase):
     def test_the_average_equals_a_manual_bias_corrected_average(self):
         decay = 0.8
-        tx = optax.chain(optax.sgd(0.1), trainer_lib.track_params_ema(decay))
+        tx = optax.chain(optax.sgd(0.1), optimizer.track_params_ema(decay))
         params = {"w": jnp.array([1.0, -2.0])}
         state = trainer_lib.TrainState.create(apply_fn=None, params=params, tx=tx)
         history = []
@@ -91,7 +91,7 @@ class ParamsEmaTest(absltest.TestCase):
             history.append(np.asarray(state.params["w"]))
         weights = np.array([(1 - decay) * decay ** (4 - i) for i in range(5)])
         want = (weights[:, None] * np.stack(history)).sum(0) / (1 - decay**5)
-        got = trainer_lib.params_ema(state, decay)["w"]
+        got = optimizer.params_ema(state, decay)["w"]
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
     def test_a_run_with_an_average_resumes_to_the_same_parameters(self):

@@ -330,7 +330,19 @@ class CollectTest(absltest.TestCase):
             self.assertIn("`python x --grid=main`", text)
             self.assertIn("Packages: python", text)
             self.assertIn("Epochs: 100", text)
+            # The fake runs' configs predate the selection fields: the official rule.
+            self.assertIn("cells run here: the epoch with the best validation macro_f1", text)
             self.assertNotIn("unimodal", text.split("## Variants")[0])  # other grids' rows
+
+    def test_selection_rule_is_read_from_the_run_config(self):
+        self.assertEqual(
+            runner._selection_rule({"selection_window": 10, "selection_metrics": "a,b"}),
+            "the epoch ending the best 10-epoch mean of validation a + b",
+        )
+        self.assertEqual(
+            runner._selection_rule({"selection_window": 1, "selection_metrics": "macro_f1"}),
+            "the epoch with the best validation macro_f1",
+        )
 
     def test_val_per_metric_table_and_columns_beside_older_rows(self):
         # yeast/cgmvae ran with val_per_metric; its BR and emotions ran before it existed.

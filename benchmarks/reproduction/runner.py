@@ -223,6 +223,15 @@ def _not_run(
     return out
 
 
+def _selection_rule(config: dict) -> str:
+    """How a run chose its best epoch, from its recorded config (fields added 2026-12-01)."""
+    window = int(config.get("selection_window", 1))
+    names = str(config.get("selection_metrics", "macro_f1")).replace(",", " + ")
+    if window <= 1:
+        return f"the epoch with the best validation {names}"
+    return f"the epoch ending the best {window}-epoch mean of validation {names}"
+
+
 def _runs_summary(collected: dict) -> dict:
     """Epochs, seeds, the first and last results.json times and BR's chosen C of the cells."""
     trained = [r for c, (r, _) in collected.items() if c.variant != "br"]
@@ -235,6 +244,7 @@ def _runs_summary(collected: dict) -> dict:
     return {
         "epochs": {int(r["config"]["num_epochs"]) for r in trained if "config" in r},
         "seeds": {int(r["config"].get("num_seeds", 1)) for r in trained if "config" in r},
+        "selection": {_selection_rule(r["config"]) for r in trained if "config" in r},
         "finished": (times[0], times[-1]) if times else None,
         "br_c": {
             c.label: r["C"] for c, (r, _) in collected.items() if c.variant == "br" and "C" in r

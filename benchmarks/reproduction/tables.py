@@ -66,8 +66,8 @@ def render_markdown(
       table_rows: Rows of the grid's JSON (`grids.json_name`; rows of other grids are ignored).
       command: The command line that produced the tables.
       machine: `machine_description()`.
-      runs: Optional {"epochs": set, "seeds": set, "finished": (first, last) ISO dates,
-        "br_c": {cell: chosen C}}.
+      runs: Optional {"epochs": set, "seeds": set, "selection": set of best-epoch rules,
+        "finished": (first, last) ISO dates, "br_c": {cell: chosen C}}.
       failures: [(cell, message)] of cells without results.
       carried: Cells ("dataset/variant") whose rows come from the JSON, not from a run
         directory of this invocation's workdir.
@@ -143,11 +143,19 @@ def _header(grid_name: str, *, command: str, machine: dict, runs: dict, carried)
             "directories are not in this workdir; epochs and seeds as recorded there): "
             + ", ".join(carried)
         )
-    lines += [
-        "- All numbers: test split, best-on-validation epoch (validation macro-F1 at the "
-        "tuned threshold).",
-        "",
-    ]
+    rules = sorted(runs.get("selection") or ())
+    chosen = "; ".join(rules) if rules else "validation macro-F1 at the tuned threshold"
+    lines.append(
+        "- All numbers: test split, best-on-validation epoch of each seed. Best epoch of the "
+        f"cells run here: {chosen} (each metric at its best validation threshold)"
+        + (
+            "; carried-over cells: their own run's rule (runs before 2026-12-01: the epoch "
+            "with the best validation macro_f1)."
+            if carried
+            else "."
+        )
+    )
+    lines.append("")
     return lines
 
 

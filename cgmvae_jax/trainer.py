@@ -419,6 +419,11 @@ class Trainer:
         self.replicated = sharding.replicated(self.mesh)
         # Every process derives the same keys; on a mesh they are global replicated arrays.
         self.keys = self.put_replicated(seed_keys(config))
+        self._build_programs(guard)
+
+    def _build_programs(self, guard: bool) -> None:
+        """Jits the programs: init, the two step forms, epoch indices, predict, EMA, select."""
+        config, num_features, num_labels = self.config, self.num_features, self.num_labels
 
         def init_one(key):
             return create_train_state(self.model, self.tx, num_features, num_labels, key)
@@ -454,7 +459,7 @@ class Trainer:
         self._epoch_indices = jax.jit(
             jax.vmap(
                 functools.partial(
-                    epoch_indices, num_examples=num_train, batch_size=self.batch_size
+                    epoch_indices, num_examples=self.num_train, batch_size=self.batch_size
                 ),
                 in_axes=(0, None),
             ),

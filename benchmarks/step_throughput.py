@@ -673,7 +673,8 @@ _GROUP_TITLES = {
 }
 _STEP_HEADER = (
     "| setting | B | F | L | E | scan | jax steps/s | 1/call | torch steps/s | ratio | "
-    "ratio 1/call | MFU | torch MFU | ratio bound | GFLOP/step | compile s (1 / scan) | "
+    "ratio 1/call | MFU | torch MFU | ratio bound | guard cost | GFLOP/step | "
+    "compile s (1 / scan) | "
     "XLA temp MiB | RSS MiB | load |"
 )
 _SEEDS_HEADER = (
@@ -741,6 +742,7 @@ def _step_cells(r: dict) -> list[str]:
         _fmt(r.get("mfu"), ".0%"),
         _fmt(_torch_mfu(r), ".0%"),
         f"{_fmt(_ratio_bound(r))}×",
+        _fmt(r.get("guard_cost"), ".1%"),
         _fmt(r.get("flops_per_step", 0) / 1e9),
         _compile_cell(r),
         _mb(r.get("xla_temp_bytes")),
@@ -815,7 +817,10 @@ def _preamble(rows: list[dict]) -> list[str]:
         "`memory_analysis`); *RSS* = peak resident memory of the whole process (MiB, incl. "
         "torch); *torch MFU* = the reference's analytic matmul FLOPs per step × its steps/s ÷ "
         "the same peak; *ratio bound* = the ratio jax would reach at 100 % MFU (peak ÷ jax "
-        "FLOPs per step ÷ torch steps/s), the roofline no rewrite of the same FLOPs can beat.",
+        "FLOPs per step ÷ torch steps/s), the roofline no rewrite of the same FLOPs can beat; "
+        "*guard cost* = the share of the scan's throughput that the finite-update check costs "
+        "(against the same scan built without it, same rounds; – for rows measured before it "
+        "was reported).",
         "",
     ]
 

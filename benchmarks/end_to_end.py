@@ -131,24 +131,10 @@ def mismatched_fields(config) -> list[str]:
     return [f"{f}={config[f]!r} (official: {base[f]!r})" for f in diff]
 
 
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-def wait_for_quiet(threshold: float, max_wait: float) -> float:
-    """Waits (up to max_wait s) for the 1-minute load average to fall below threshold."""
-    start = time.perf_counter()
-    while threshold > 0 and time.perf_counter() - start < max_wait:
-        if _load() < threshold:
-            break
-        time.sleep(20)
-    return round(time.perf_counter() - start, 1)
-
-
 def timed_run(program: str, cmd: list, cwd: str, env: dict, logs: str) -> dict:
     """Runs `cmd`, stdout/stderr to `logs`.{out,err}; exits with the log's tail on failure."""
-    waited = wait_for_quiet(FLAGS.quiet_load, FLAGS.quiet_wait)
-    record = {"program": program, "waited_seconds": waited, "load_before": _load()}
+    waited = hardware.wait_for_quiet(FLAGS.quiet_load, FLAGS.quiet_wait, log=logging.info)
+    record = {"program": program, "waited_seconds": waited, "load_before": hardware.load_average()}
     logging.info("== %s: %s", program, shlex.join(cmd))
     with open(logs + ".out", "w") as out, open(logs + ".err", "w") as err:
         start = time.perf_counter()
@@ -159,7 +145,7 @@ def timed_run(program: str, cmd: list, cwd: str, env: dict, logs: str) -> dict:
         except subprocess.TimeoutExpired:
             sys.exit(f"error: {program} took longer than --timeout={FLAGS.timeout} s")
         record["wall_seconds"] = round(time.perf_counter() - start, 2)
-    record["load_after"] = _load()
+    record["load_after"] = hardware.load_average()
     if proc.returncode != 0:
         with open(logs + ".err") as f:
             tail = "".join(f.readlines()[-15:])

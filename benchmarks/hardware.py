@@ -136,7 +136,7 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "available_cores": _available_cores(),
         "ram_gb": _ram_gb(),
-        "load_average_1min": _load_average(),
+        "load_average_1min": load_average(),
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
@@ -167,12 +167,27 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _load_average() -> float | None:
+def load_average() -> float | None:
     """1-minute load average: above the core count, other processes compete for the CPU."""
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
+
+
+def wait_for_quiet(threshold: float, max_wait: float, log: Callable[[str], None] = print) -> float:
+    """Waits (up to `max_wait` s) for the load average to fall below `threshold` (0: no wait).
+
+    Returns the seconds waited.
+    """
+    start = time.perf_counter()
+    while threshold > 0 and time.perf_counter() - start < max_wait:
+        load = load_average()
+        if load is None or load < threshold:
+            break
+        log(f"   waiting for the load average ({load:.2f}) to fall below {threshold}")
+        time.sleep(20)
+    return round(time.perf_counter() - start, 1)
 
 
 def _ram_gb() -> float | None:

@@ -565,21 +565,9 @@ def sweep_settings(groups) -> list[dict]:
     return out
 
 
-def _wait_for_quiet() -> float:
-    """Waits (up to --quiet_wait s) for the load average to fall below --quiet_load."""
-    start = time.perf_counter()
-    while _QUIET_LOAD.value > 0 and time.perf_counter() - start < _QUIET_WAIT.value:
-        load = os.getloadavg()[0]
-        if load < _QUIET_LOAD.value:
-            break
-        _log(f"   waiting for the load average ({load:.2f}) to fall below {_QUIET_LOAD.value}")
-        time.sleep(20)
-    return time.perf_counter() - start
-
-
 def run_setting(setting: dict) -> dict:
     """Runs one setting in a subprocess and returns its JSON row (or an error row)."""
-    _wait_for_quiet()
+    hardware.wait_for_quiet(_QUIET_LOAD.value, _QUIET_WAIT.value, log=_log)
     cmd = [
         sys.executable,
         os.path.abspath(__file__),

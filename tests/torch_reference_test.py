@@ -5,6 +5,7 @@ import datetime
 import importlib.util
 import inspect
 import math
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest, parameterized
@@ -65,6 +66,18 @@ class HardwareTest(parameterized.TestCase):
             self.assertIsNotNone(info["torch_version"])
         date = datetime.datetime.fromisoformat(info["date_utc"])
         self.assertEqual(date.utcoffset(), datetime.timedelta(0))
+
+    def test_wait_for_quiet_returns_once_the_load_falls(self):
+        loads = iter([3.0, 2.5, 0.5])
+        logged = []
+        with (
+            mock.patch.object(hardware, "load_average", lambda: next(loads)),
+            mock.patch.object(hardware.time, "sleep") as sleep,
+        ):
+            hardware.wait_for_quiet(1.0, 3600, log=logged.append)
+        self.assertEqual(sleep.call_count, 2)
+        self.assertLen(logged, 2)
+        self.assertEqual(hardware.wait_for_quiet(0.0, 3600), 0.0)  # 0: no wait
 
     def test_interleaved_timing_order_and_rates(self):
         clock = _FakeClock()

@@ -200,15 +200,11 @@ def summarize(runs: list[dict]) -> dict:
         for key in ("wall_seconds", "compile_seconds", "train_seconds"):
             if (value := _median(runs, program, key)) is not None:
                 out[f"{program}_{key}"] = value
-    walls = {(r["round"], r["program"]): r["wall_seconds"] for r in runs}
-    for kind in ("cold", "warm"):
-        ratios = [
-            walls[(rnd, f"ours_{kind}")] / walls[(rnd, "official")]
-            for rnd, program in walls
-            if program == "official" and (rnd, f"ours_{kind}") in walls
-        ]
-        if ratios:
-            out[f"ours_{kind}_over_official"] = round(statistics.median(ratios), 4)
+    walls = {p: [r["wall_seconds"] for r in runs if r["program"] == p] for p in PROGRAMS}
+    for kind in ("cold", "warm"):  # every round runs all programs, in order
+        if walls["official"] and walls[f"ours_{kind}"]:
+            ratio = hardware.median_ratio(walls, f"ours_{kind}", "official")
+            out[f"ours_{kind}_over_official"] = round(ratio, 4)
     return out
 
 

@@ -17,6 +17,8 @@ r"""Reproduces the paper's tables: runs an experiment grid, collects the results
   python launch/reproduce.py --grid=main --collect_only ...
   # cells of data sets with a tuned config file (configs/<dataset>_tuned.py) use it
   python launch/reproduce.py --grid=main --tuned --datasets=medical ...
+  # also rewrite the summary tables that docs/results.md quotes (between its marker lines)
+  python launch/reproduce.py --grid=main --collect_only --doc=docs/results.md ...
 
 This script parses flags and calls `benchmarks.reproduction.run_grid`, where the grids, the
 paper's numbers, the rows, the Markdown and the plots live (docs/results.md describes the
@@ -40,6 +42,8 @@ in `--out` (default benchmarks/results):
   `config.split_seed = 4`, model seeds from `config.seed = 4`) and their mean over splits
   (`cgmvae-splits`: mean ± std of the per-split means over the splits on record, recomputed
   on every run; "seeds" counts the splits).
+* with `--doc=FILE` (grid `main`): the two summary tables of `reproduction.summary` written
+  between the marker lines of FILE (docs/results.md), from all rows of reproduce.json.
 
 Variants: `cgmvae` (the config as is), `unimodal` (prior="unimodal"), `mixture_only`
 (contrastive_weight=0), `contrastive_only` (kl_weight=0), `br` (one-vs-rest logistic
@@ -82,11 +86,19 @@ flags.DEFINE_bool(
     "Cells of a data set with configs/<dataset>_tuned.py use it (run directories "
     "<variant>-tuned...); the tables name each data set's config file.",
 )
+flags.DEFINE_string(
+    "doc",
+    None,
+    "Grid main: rewrite the summary tables between the marker lines of this Markdown file "
+    "(docs/results.md) from reproduce.json.",
+)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.doc and FLAGS.grid != "main":
+        raise app.UsageError(f"--doc needs --grid=main (got --grid={FLAGS.grid})")
     command = "python " + shlex.join(
         [os.path.relpath(sys.argv[0]) if os.path.exists(sys.argv[0]) else sys.argv[0]]
         + sys.argv[1:]
@@ -115,6 +127,13 @@ def main(argv):
     print(f"Wrote {summary['markdown']} and {summary['json']}")
     if summary["figure"]:
         print(f"Wrote {summary['figure']}")
+    if FLAGS.doc:
+        try:
+            reproduction.summary.update_doc(FLAGS.doc, reproduction.rows.read_json(summary["json"]))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"Wrote the summary tables of {FLAGS.doc}")
     for cell, message in summary["failures"]:
         print(f"no results: {cell}: {message}", file=sys.stderr)
     return 2 if summary["failures"] else 0

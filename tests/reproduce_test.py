@@ -15,7 +15,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 from benchmarks import baselines
-from benchmarks.reproduction import cells, grids, plots, rows, runner
+from benchmarks.reproduction import cells, grids, plots, rows, runner, summary
 from cgmvae_jax import data, metrics
 from tests import helpers
 
@@ -577,12 +577,73 @@ class TunedConfigTest(absltest.TestCase):
         self.assertEqual((row["config"], round(row["mean"], 3)), ("configs/yeast.py", 0.21))
 
 
+def _summary_rows():
+    """yeast with every protocol (3 seeds, a config file), delicious recorded before
+    val_per_metric existed."""
+    return (
+        rows.rows_from_results(
+            "yeast",
+            "cgmvae",
+            _fake_results([0.60, 0.62, 0.64], protocols=_ALL_PROTOCOLS),
+            "configs/yeast.py",
+        )
+        + rows.rows_from_results("yeast", "br", _fake_results([0.50], protocols=_ALL_PROTOCOLS))
+        + rows.rows_from_results("delicious", "cgmvae", _fake_results([0.30]))
+        + rows.rows_from_results("delicious", "br", _fake_results([0.20]))
+    )
+
+
+class SummaryTest(absltest.TestCase):
+    def test_honest_and_official_tables(self):
+        text = summary.summary_tables(_summary_rows())
+        honest, official = text.split("The paper's protocol")
+        # Columns ex-F1, mi-F1, ma-F1, HA, P@1 (= value + 0.01, 0.02, 0.03, 0, 0.05).
+        self.assertIn(
+            "| yeast | `yeast.py` | C-GMVAE | 0.630 ± 0.016 | 0.640 ± 0.016 | 0.650 ± 0.016 "
+            "| 0.620 ± 0.016 | 0.670 ± 0.016 |",
+            honest,
+        )
+        self.assertIn("| yeast |  | BR | 0.510 | 0.520 | 0.530 | 0.500 | 0.550 |", honest)
+        self.assertNotIn("delicious", honest)  # no val_per_metric rows
+        self.assertIn(
+            "| delicious | C-GMVAE | 0.310 | 0.320 | 0.330 | 0.300 | 0.350 | 0.330 | 0.330 |",
+            official,
+        )
+        self.assertIn(
+            "| delicious | paper C-GMVAE | 0.381 | 0.403 | 0.197 | 0.983 | 0.707 | – | – |",
+            official,
+        )
+        self.assertLess(official.index("| yeast |"), official.index("| delicious |"))
+
+    def test_update_doc_rewrites_only_between_the_markers(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "results.md")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(f"# Results\n\n{summary.BEGIN}\nstale table\n{summary.END}\nprose\n")
+            summary.update_doc(path, _summary_rows())
+            summary.update_doc(path, _summary_rows())  # idempotent
+            text = _read(path)
+            self.assertEqual(
+                text,
+                f"# Results\n\n{summary.BEGIN}\n{summary.summary_tables(_summary_rows())}"
+                f"{summary.END}\nprose\n",
+            )
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("# Results without markers\n")
+            with self.assertRaisesRegex(ValueError, "needs the marker lines"):
+                summary.update_doc(path, _summary_rows())
+            with self.assertRaisesRegex(ValueError, "does not exist"):
+                summary.update_doc(os.path.join(tmp, "missing.md"), _summary_rows())
+
+
 class LaunchScriptTest(absltest.TestCase):
     def test_collect_only_from_the_command_line(self):
         # The script imports benchmarks as an installed package (no sys.path edits).
         with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "out")
+            out, doc = os.path.join(tmp, "out"), os.path.join(tmp, "results.md")
             _record_rows(out, rows.rows_from_results("yeast", "cgmvae", _fake_results([0.55])))
+            with open(doc, "w", encoding="utf-8") as f:
+                f.write(f"{summary.BEGIN}\n{summary.END}\n")
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -594,6 +655,7 @@ class LaunchScriptTest(absltest.TestCase):
                     "--variants=cgmvae",
                     f"--workdir={os.path.join(tmp, 'runs')}",
                     f"--out={out}",
+                    f"--doc={doc}",
                 ],
                 capture_output=True,
                 text=True,
@@ -603,6 +665,7 @@ class LaunchScriptTest(absltest.TestCase):
             self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
             self.assertIn("Ran 0 cell(s); 0 rows.", proc.stdout)
             text = _read(os.path.join(out, "reproduce_main.md"))
+            self.assertIn("| yeast | C-GMVAE | 0.560 | 0.570 | 0.580 | 0.550 | 0.600 |", _read(doc))
         self.assertIn("| yeast | cgmvae | 1 | 0.560 |", text)
         self.assertIn("--tuned --datasets=yeast", text)  # the command in the header
 

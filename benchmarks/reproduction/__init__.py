@@ -7,9 +7,12 @@
 - `cells`: a cell's config, run directory, and running it (trainer or binary relevance);
 - `rows`: result rows (reproduce.json) from results.json files, merging, means over splits;
 - `tables`, `comparisons`: the Markdown tables; `plots`: the fraction figure;
+- `summary`: the main-table summary quoted in docs/results.md;
 - `runner`: `run_grid`, which ties them together.
 """
 
+from benchmarks.reproduction import rows as rows
+from benchmarks.reproduction import summary as summary
 from benchmarks.reproduction.grids import GRIDS as GRIDS
 from benchmarks.reproduction.grids import Cell as Cell
 from benchmarks.reproduction.grids import Grid as Grid

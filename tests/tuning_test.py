@@ -174,10 +174,12 @@ class SpaceTest(absltest.TestCase):
 
 
 class ConfigFileTest(absltest.TestCase):
-    def _outputs(self, base, space_names, workdir="/tmp/study"):
+    def _outputs(self, base, space_names, workdir="/tmp/study", command=None):
         chosen = space_lib.select(space_names)
         # Twice as long as a line: the docstring must wrap it.
-        command = "python launch/tune.py --config=configs/yeast.py --workdir=runs/tune/yeast " * 2
+        command = command or (
+            "python launch/tune.py --config=configs/yeast.py --workdir=runs/tune/yeast " * 2
+        )
         return report.Outputs(
             workdir, "yeast", base, chosen, tuning.Objective(), command, "configs/yeast_tuned.py"
         )
@@ -192,6 +194,33 @@ class ConfigFileTest(absltest.TestCase):
         return optuna.trial.create_trial(
             value=0.61, params=params, distributions=distributions, user_attrs={"best_epoch": 7}
         )
+
+    def _assert_ruff_clean(self, path):
+        if shutil.which("ruff"):  # the file is ready to commit in configs/
+            for args in (["format", "--diff"], ["check"]):
+                proc = subprocess.run(
+                    ["ruff", *args, "--config", os.path.join(helpers.REPO, "pyproject.toml"), path],
+                    capture_output=True,
+                    text=True,
+                )
+                self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+
+    def test_unbreakable_long_token_keeps_the_file_lint_clean(self):
+        space = list(space_lib.SPACE)  # all eight, weight_decay included
+        command = "python launch/tune.py --config=configs/yeast.py --space=" + ",".join(space)
+        base = config_lib.dataset_config("yeast")
+        params = {"learning_rate": 1e-3, "weight_decay": 1e-4}
+        outputs = self._outputs(base, space, command=command)
+        best = self._best(params)
+        text = outputs.config_text([best], best)
+        self.assertIn("--space=" + ",".join(space), text)  # unbroken: the shell needs it whole
+        self.assertIn('"""  # noqa: E501', text)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "yeast_tuned.py")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            self.assertEqual(_load_config_file(path).weight_decay, 1e-4)
+            self._assert_ruff_clean(path)
 
     def test_table7_data_set_gets_dataset_config_with_the_differing_fields(self):
         base = config_lib.dataset_config("yeast", num_epochs=150, data_dir="/somewhere/else")
@@ -210,20 +239,7 @@ class ConfigFileTest(absltest.TestCase):
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
             config = _load_config_file(path)
-            if shutil.which("ruff"):  # the file is ready to commit in configs/
-                for args in (["format", "--diff"], ["check"]):
-                    proc = subprocess.run(
-                        [
-                            "ruff",
-                            *args,
-                            "--config",
-                            os.path.join(helpers.REPO, "pyproject.toml"),
-                            path,
-                        ],
-                        capture_output=True,
-                        text=True,
-                    )
-                    self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+            self._assert_ruff_clean(path)
         expected = space_lib.trial_config(base, params)
         self.assertEqual(config.learning_rate, 1.234e-4)
         self.assertEqual(config.eta_min, 1.234e-4)  # lowered with the learning rate

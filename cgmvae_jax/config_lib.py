@@ -32,6 +32,23 @@ from cgmvae_jax.data import reading as data_reading
 default_data_dir = data_loader.default_data_dir
 
 
+# Fields that do not change what a run computes (where the data is, logging, devices,
+# checkpointing): ignored when a finished run is compared with a config.
+RUNTIME_FIELDS = (
+    "data_dir",
+    "fetch",
+    "progress",
+    "num_devices",
+    "keep_checkpoints",
+    "allow_config_change",
+    "device_data_limit_mb",
+    "eval_batch_size",
+    "checkpoint_every_secs",
+    "compilation_cache",
+    "tensorboard",
+)
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Returns the defaults: the official C-GMVAE script's settings with the paper's 100 epochs.
 

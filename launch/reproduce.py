@@ -25,7 +25,10 @@ paper's numbers, the rows, the Markdown and the plots live (docs/results.md desc
 tables). Every cell (data set x variant x train fraction x split seed) is one call of
 `train.train_and_evaluate` in this process, in `WORKDIR/<dataset>/<variant>-s<seeds>-e<epochs>/`
 (BR: `WORKDIR/<dataset>/<variant>/`; `<variant>-tuned…` with a tuned config); a cell whose
-`results.json` exists is not run again, and a failing cell is reported and skipped. Outputs
+`results.json` exists is not run again (unless its recorded config differs from the cell's in
+a field that changes the computation, e.g. after a tuned config file changed: then it is
+reported as stale and left out, and the directory must be deleted or another --workdir used),
+and a failing cell is reported and skipped. Outputs
 in `--out` (default benchmarks/results):
 
 * `reproduce.json`: rows {"dataset", "variant", "protocol", "metric", "mean", "std", "seeds",

@@ -334,6 +334,25 @@ class CollectTest(absltest.TestCase):
             self.assertIn("cells run here: the epoch with the best validation macro_f1", text)
             self.assertNotIn("unimodal", text.split("## Variants")[0])  # other grids' rows
 
+    def test_run_of_a_changed_config_is_stale_not_collected(self):
+        # The cell's directory name (variant, seeds, epochs) does not show a changed
+        # learning rate; the config recorded in results.json does.
+        with tempfile.TemporaryDirectory() as tmp:
+            runs, out = os.path.join(tmp, "runs"), os.path.join(tmp, "out")
+            cell = grids.Cell("yeast", "cgmvae", 1.0, None, False)
+            recorded = cells.cell_config(cell, seeds=3).to_dict()
+            recorded["feature_hidden"] = list(recorded["feature_hidden"])
+            recorded.update(learning_rate=0.123, data_dir="/elsewhere")  # data_dir: runtime
+            _write_cell(runs, "yeast", "cgmvae", 1.0, _fake_results([0.6, 0.6, 0.6], **recorded))
+            _write_cell(runs, "yeast", "br", 1.0, _fake_results([0.5], data_dir="/elsewhere"))
+            summary = runner.run_grid("main", workdir=runs, out=out, collect_only=True)
+        stale = dict(summary["failures"])
+        self.assertIn("yeast/cgmvae", stale)
+        self.assertIn("learning_rate=0.123", stale["yeast/cgmvae"])
+        self.assertIn("delete that directory or use another --workdir", stale["yeast/cgmvae"])
+        self.assertNotIn("yeast/br", stale)  # only a runtime field differs
+        self.assertEqual({r["variant"] for r in summary["rows"]}, {"br"})
+
     def test_selection_rule_is_read_from_the_run_config(self):
         self.assertEqual(
             runner._selection_rule({"selection_window": 10, "selection_metrics": "a,b"}),

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import json
 import os
 import time
 import traceback
@@ -9,6 +10,7 @@ import traceback
 from absl import logging
 
 from benchmarks.reproduction import cells, grids, plots, rows, tables
+from cgmvae_jax import config_lib
 
 RESULTS_DIR = os.path.join(cells.REPO, "benchmarks", "results")
 
@@ -154,11 +156,30 @@ def _run_cells(
         cell_dir = cells.cell_workdir(workdir, cell, config)
         results_path = os.path.join(cell_dir, "results.json")
         if os.path.exists(results_path):
-            progress.collected[cell] = (rows.read_json(results_path), results_path)
+            results = rows.read_json(results_path)
+            stale = _stale_field(results.get("config") or {}, config)
+            if stale:
+                progress.failures.append((cell.label, f"stale run in {cell_dir}: {stale}"))
+            else:
+                progress.collected[cell] = (results, results_path)
         elif not (collect_only or cell not in chosen or progress.interrupted):
             logging.info("[%d] %s: running in %s", index + 1, cell.label, cell_dir)
             _run_one(cell, config, cell_dir, progress, br_cs=br_cs, stop_errors=stop_errors)
     return progress
+
+
+def _stale_field(recorded: dict, config) -> str | None:
+    """Why a finished run no longer matches its cell's config (e.g. a tuned config file changed
+    since, with the same epoch count and so the same directory), or None. Fields missing on
+    either side and runtime fields (data_dir, ...) are not compared."""
+    current = json.loads(config.to_json_best_effort())
+    for key in sorted(set(recorded) & set(current) - set(config_lib.RUNTIME_FIELDS)):
+        if recorded[key] != current[key]:
+            return (
+                f"it was trained with {key}={recorded[key]!r}, the cell's config now has "
+                f"{current[key]!r}; delete that directory or use another --workdir"
+            )
+    return None
 
 
 def _run_one(cell, config, cell_dir: str, progress: _Progress, *, br_cs, stop_errors) -> None:

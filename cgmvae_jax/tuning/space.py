@@ -18,21 +18,9 @@ from cgmvae_jax import config_lib
 # A trial's batch size leaves at least this many batches per epoch (small data sets).
 MIN_BATCHES_PER_EPOCH = 4
 
-# Fields that do not change what a run computes (where the data is, logging, devices): left out
-# of a study's identity and of a tuned config file.
-RUNTIME_FIELDS = (
-    "data_dir",
-    "fetch",
-    "progress",
-    "num_devices",
-    "keep_checkpoints",
-    "allow_config_change",
-    "device_data_limit_mb",
-    "eval_batch_size",
-    "checkpoint_every_secs",
-    "compilation_cache",
-    "tensorboard",
-)
+# Fields that do not change what a run computes: left out of a study's identity and of a
+# tuned config file.
+RUNTIME_FIELDS = config_lib.RUNTIME_FIELDS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,6 +49,11 @@ RUNTIME_FIELDS = (
 )
 
 
+def config_dict(config: ml_collections.ConfigDict) -> dict:
+    """The config as plain JSON values (tuples become lists): what `config.json` holds."""
+    return json.loads(config.to_json_best_effort())
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Returns the defaults: the official C-GMVAE script's settings with the paper's 100 epochs.
 

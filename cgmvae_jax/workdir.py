@@ -24,6 +24,8 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from cgmvae_jax import config_lib
+
 # Fields that fix the shapes or the meaning of the saved parameters: a workdir written with other
 # values of these cannot be resumed with this config.
 INCOMPATIBLE_FIELDS = (
@@ -277,9 +279,7 @@ def truncate_metrics(path: str, last_epoch: int) -> None:
         write_text_atomic(path, "".join(kept))
 
 
-def config_dict(config: ml_collections.ConfigDict) -> dict:
-    """The config as plain JSON values (what `config.json` holds)."""
-    return json.loads(config.to_json_best_effort())
+config_dict = config_lib.config_dict  # what `config.json` holds
 
 
 def check_config_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -2,7 +2,6 @@
 
 import dataclasses
 import datetime
-import json
 import os
 import time
 import traceback
@@ -172,7 +171,7 @@ def _stale_field(recorded: dict, config) -> str | None:
     """Why a finished run no longer matches its cell's config (e.g. a tuned config file changed
     since, with the same epoch count and so the same directory), or None. Fields missing on
     either side and runtime fields (data_dir, ...) are not compared."""
-    current = json.loads(config.to_json_best_effort())
+    current = config_lib.config_dict(config)
     for key in sorted(set(recorded) & set(current) - set(config_lib.RUNTIME_FIELDS)):
         if recorded[key] != current[key]:
             return (

@@ -32,8 +32,7 @@ def summary_tables(table_rows: list[dict]) -> str:
     lines = [
         "The honest protocol, `val_per_metric`, C-GMVAE against BR:",
         "",
-        "| data set | config | model | " + " | ".join(names) + " |",
-        "|---" * (3 + len(names)) + "|",
+        *_header(["data set", "config", "model", *names]),
     ]
     for dataset in honest:
         for variant, label in _MODELS:
@@ -44,8 +43,7 @@ def summary_tables(table_rows: list[dict]) -> str:
         "",
         "The paper's protocol, `official` (first five metric columns), beside the paper's numbers:",
         "",
-        "| data set | model | " + " | ".join(names) + " | ma-F1 `val_tuned` | ma-F1 `fixed` |",
-        "|---" * (4 + len(names)) + "|",
+        *_header(["data set", "model", *names, "ma-F1 `val_tuned`", "ma-F1 `fixed`"]),
     ]
     for dataset in present:
         for variant, label in _MODELS:
@@ -86,15 +84,16 @@ def update_doc(path: str, table_rows: list[dict]) -> None:
         f.write(new)
 
 
+def _header(columns: list[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
 def _row(table: dict, dataset: str, variant: str, protocol: str, metric: str) -> dict | None:
     return table.get((dataset, variant, protocol, metric))
 
 
 def _fmt(row: dict | None) -> str:
-    if row is None:
-        return "–"
-    text = f"{row['mean']:.3f}"
-    return text + f" ± {row['std']:.3f}" if row["seeds"] > 1 else text
+    return "–" if row is None else tables.format_value(row["mean"], row["std"], row["seeds"])
 
 
 def _cells(table: dict, dataset: str, variant: str, protocol: str) -> str:

@@ -159,7 +159,8 @@ def _header(grid_name: str, *, command: str, machine: dict, runs: dict, carried)
     return lines
 
 
-def _fmt(mean: float, std: float, seeds: int) -> str:
+def format_value(mean: float, std: float, seeds: int) -> str:
+    """A table cell: the mean, with ± std when more than one seed was run."""
     return f"{mean:.3f} ± {std:.3f}" if seeds > 1 else f"{mean:.3f}"
 
 
@@ -193,7 +194,7 @@ def _protocol_table(
                     missing.append(f"{dataset}/{variant}")
                 continue
             seeds = max(c["seeds"] for c in found if c)
-            values = [_fmt(c["mean"], c["std"], c["seeds"]) if c else "–" for c in found]
+            values = [format_value(c["mean"], c["std"], c["seeds"]) if c else "–" for c in found]
             lines.append(f"| {dataset} | {variant} | {seeds} | " + " | ".join(values) + " |")
         if protocol == "official" and grid.paper:
             for label, numbers in paper.paper_rows(dataset):
